@@ -1,0 +1,5 @@
+import sys
+
+from edgeode.cli import main
+
+sys.exit(main())

@@ -1,0 +1,406 @@
+"""The bundle manifest: the one contract between export (torch side) and the device runtime.
+
+A bundle is a directory::
+
+    BUNDLE/
+      manifest.json
+      onnx/encoder.onnx  onnx/field.onnx  onnx/head.onnx  onnx/fused.onnx   (roles, see below)
+      tflite/...
+
+``manifest.json`` says everything a device needs and nothing it must guess. It is parsed strictly:
+missing keys, unknown keys, a newer format version, or a file path that escapes the bundle
+directory are each a :class:`~edgeode.errors.BundleError` naming the key and the fix.
+
+Artifact roles:
+    ``encoder``  x -> h0 (the downsampling layers of an ODE-Net)
+    ``field``    (t, h) -> dh/dt, the learned vector field f, for the device's own solver loop
+    ``head``     h(t1) -> class scores
+    ``fused``    the whole model, solve included, in one graph (ONNX: a ``Loop`` whose trip count is
+                 the optional input ``steps``; TFLite: the solve unrolled for ``solver.steps``)
+    ``model``    a network without an ODE (ResNet / VGG baselines)
+
+This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeode.errors import BundleError
+from edgeode.tableaus import ButcherTableau
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "MODEL_KINDS",
+    "ROLES",
+    "FORMATS",
+    "PRECISIONS",
+    "TensorSpec",
+    "Preprocess",
+    "InputSpec",
+    "OutputSpec",
+    "SolverSpec",
+    "Artifact",
+    "Manifest",
+]
+
+FORMAT_NAME = "edgeode-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MODEL_KINDS = ("classifier", "dynamics")
+ROLES = ("encoder", "field", "head", "fused", "model")
+FORMATS = ("onnx", "tflite")
+PRECISIONS = ("float32", "float16", "int8-dynamic", "int8-weight")
+DTYPES = ("float32", "float16", "int64", "int32", "uint8")
+
+
+def _check_keys(data: Any, where: str, required: set[str], optional: set[str] = frozenset()) -> dict:
+    if not isinstance(data, dict):
+        raise BundleError(f"manifest {where}: expected a JSON object, got {type(data).__name__}; re-export the bundle")
+    missing = required - set(data)
+    if missing:
+        raise BundleError(
+            f"manifest {where}: missing key(s) {sorted(missing)}; the manifest is incomplete or "
+            "from another tool: re-export the bundle with `edgeode export`"
+        )
+    unknown = set(data) - required - set(optional)
+    if unknown:
+        raise BundleError(
+            f"manifest {where}: unknown key(s) {sorted(unknown)}; this runtime knows "
+            f"{sorted(required | set(optional))}. Upgrade edgeode or re-export the bundle"
+        )
+    return data
+
+
+def _shape(value: Any, where: str) -> tuple[int | None, ...]:
+    if not isinstance(value, list) or not all(v is None or (isinstance(v, int) and v >= 0) for v in value):
+        raise BundleError(f"manifest {where}: shape must be a list of non-negative ints or null (dynamic), got {value!r}")
+    return tuple(value)
+
+
+def _dtype(value: Any, where: str) -> str:
+    if value not in DTYPES:
+        raise BundleError(f"manifest {where}: unknown dtype {value!r}; expected one of {DTYPES}")
+    return value
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (``None`` = dynamic, e.g. the batch) and dtype of one graph input or output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TensorSpec:
+        _check_keys(data, where, {"name", "shape", "dtype"})
+        if not isinstance(data["name"], str):
+            raise BundleError(f"manifest {where}.name: expected a string")
+        return cls(data["name"], _shape(data["shape"], f"{where}.shape"), _dtype(data["dtype"], f"{where}.dtype"))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How raw input becomes the model's input: ``x = (raw * scale - mean) / std``.
+
+    ``image_size`` is (height, width) that an image file is resized to; ``invert`` flips
+    intensities (``raw -> max - raw``) for images drawn dark-on-light; ``raw_max`` is the full scale of
+    raw pixel values the model was trained on (16 for scikit-learn digits, 255 for MNIST).
+    """
+
+    scale: float = 1.0
+    mean: float = 0.0
+    std: float = 1.0
+    image_size: tuple[int, int] | None = None
+    raw_max: float = 255.0
+    invert: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Preprocess:
+        _check_keys(data, where, {"scale", "mean", "std", "image_size", "raw_max", "invert"})
+        size = data["image_size"]
+        if size is not None:
+            size = tuple(_shape(size, f"{where}.image_size"))
+            if len(size) != 2 or None in size:
+                raise BundleError(f"manifest {where}.image_size: expected [height, width], got {data['image_size']!r}")
+        for key in ("scale", "mean", "std", "raw_max"):
+            if not isinstance(data[key], (int, float)) or not math.isfinite(data[key]):
+                raise BundleError(f"manifest {where}.{key}: expected a finite number, got {data[key]!r}")
+        if data["std"] == 0:
+            raise BundleError(f"manifest {where}.std: must not be 0")
+        return cls(
+            float(data["scale"]), float(data["mean"]), float(data["std"]), size, float(data["raw_max"]), bool(data["invert"])
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["image_size"] = list(self.image_size) if self.image_size is not None else None
+        return d
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model input: tensor spec (batch dimension first, ``None`` if dynamic) and preprocessing."""
+
+    tensor: TensorSpec
+    preprocess: Preprocess = field(default_factory=Preprocess)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> InputSpec:
+        _check_keys(data, "input", {"name", "shape", "dtype", "preprocess"})
+        tensor = TensorSpec.from_dict({k: data[k] for k in ("name", "shape", "dtype")}, "input")
+        return cls(tensor, Preprocess.from_dict(data["preprocess"], "input.preprocess"))
+
+    def to_dict(self) -> dict:
+        return {**self.tensor.to_dict(), "preprocess": self.preprocess.to_dict()}
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The model output: tensor spec and, for a classifier, one label per class."""
+
+    tensor: TensorSpec
+    labels: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> OutputSpec:
+        _check_keys(data, "output", {"name", "shape", "dtype", "labels"})
+        tensor = TensorSpec.from_dict({k: data[k] for k in ("name", "shape", "dtype")}, "output")
+        labels = data["labels"]
+        if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
+            raise BundleError("manifest output.labels: expected a list of strings or null")
+        return cls(tensor, tuple(labels) if labels is not None else None)
+
+    def to_dict(self) -> dict:
+        return {**self.tensor.to_dict(), "labels": list(self.labels) if self.labels is not None else None}
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """The fixed-step solve the model was trained with: tableau, time span, number of steps.
+
+    ``state_shape`` is the ODE state h with the batch dimension first (``None`` if dynamic).
+    """
+
+    tableau: ButcherTableau
+    t0: float
+    t1: float
+    steps: int
+    state_shape: tuple[int | None, ...]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SolverSpec:
+        _check_keys(data, "solver", {"tableau", "t0", "t1", "steps", "state_shape"})
+        try:
+            tableau = ButcherTableau.from_dict(data["tableau"])
+        except Exception as exc:  # TableauError or a type error inside the dict
+            raise BundleError(f"manifest solver.tableau: {exc}") from None
+        if not isinstance(data["steps"], int) or data["steps"] < 1:
+            raise BundleError(f"manifest solver.steps: expected a positive integer, got {data['steps']!r}")
+        for key in ("t0", "t1"):
+            if not isinstance(data[key], (int, float)) or not math.isfinite(data[key]):
+                raise BundleError(f"manifest solver.{key}: expected a finite number, got {data[key]!r}")
+        return cls(tableau, float(data["t0"]), float(data["t1"]), data["steps"], _shape(data["state_shape"], "solver.state_shape"))
+
+    def to_dict(self) -> dict:
+        return {
+            "tableau": self.tableau.to_dict(),
+            "t0": self.t0,
+            "t1": self.t1,
+            "steps": self.steps,
+            "state_shape": list(self.state_shape),
+        }
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model file in the bundle.
+
+    ``path`` is relative to the bundle directory, POSIX separators, never escaping it.
+    ``batch`` is the fixed batch size the file was built for, or ``None`` if the batch is dynamic.
+    ``parity_max_abs`` is the max abs difference from torch measured by the real runtime at export,
+    ``parity_tolerance`` the bound it had to meet.
+    """
+
+    path: str
+    role: str
+    format: str
+    precision: str
+    sha256: str
+    size: int
+    batch: int | None
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    opset: int | None
+    parity_max_abs: float
+    parity_tolerance: float
+
+    @classmethod
+    def from_dict(cls, data: Any, index: int) -> Artifact:
+        where = f"artifacts[{index}]"
+        keys = {"path", "role", "format", "precision", "sha256", "size", "batch", "inputs", "outputs", "opset",
+                "parity_max_abs", "parity_tolerance"}
+        _check_keys(data, where, keys)
+        path = data["path"]
+        if not isinstance(path, str) or not path:
+            raise BundleError(f"manifest {where}.path: expected a relative file path")
+        norm = posixpath.normpath(path)
+        if path.startswith(("/", "\\")) or "\\" in path or norm.startswith("..") or ":" in path.split("/")[0]:
+            raise BundleError(
+                f"manifest {where}.path {path!r} escapes the bundle directory; paths must be relative and "
+                "stay inside the bundle. The manifest was tampered with or corrupted: re-export the bundle"
+            )
+        if data["role"] not in ROLES:
+            raise BundleError(f"manifest {where}.role: unknown role {data['role']!r}; expected one of {ROLES}")
+        if data["format"] not in FORMATS:
+            raise BundleError(f"manifest {where}.format: unknown format {data['format']!r}; expected one of {FORMATS}")
+        if data["precision"] not in PRECISIONS:
+            raise BundleError(f"manifest {where}.precision: unknown precision {data['precision']!r}; expected one of {PRECISIONS}")
+        sha = data["sha256"]
+        if not isinstance(sha, str) or len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+            raise BundleError(f"manifest {where}.sha256: expected 64 lowercase hex digits")
+        if not isinstance(data["size"], int) or data["size"] < 0:
+            raise BundleError(f"manifest {where}.size: expected a byte count")
+        batch = data["batch"]
+        if batch is not None and (not isinstance(batch, int) or batch < 1):
+            raise BundleError(f"manifest {where}.batch: expected a positive integer or null (dynamic)")
+        for key in ("inputs", "outputs"):
+            if not isinstance(data[key], list) or not data[key]:
+                raise BundleError(f"manifest {where}.{key}: expected a non-empty list of tensor specs")
+        return cls(
+            path=norm,
+            role=data["role"],
+            format=data["format"],
+            precision=data["precision"],
+            sha256=sha,
+            size=data["size"],
+            batch=batch,
+            inputs=tuple(TensorSpec.from_dict(s, f"{where}.inputs[{i}]") for i, s in enumerate(data["inputs"])),
+            outputs=tuple(TensorSpec.from_dict(s, f"{where}.outputs[{i}]") for i, s in enumerate(data["outputs"])),
+            opset=data["opset"],
+            parity_max_abs=float(data["parity_max_abs"]),
+            parity_tolerance=float(data["parity_tolerance"]),
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["inputs"] = [s.to_dict() for s in self.inputs]
+        d["outputs"] = [s.to_dict() for s in self.outputs]
+        return d
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything in ``manifest.json``.
+
+    ``model`` holds ``arch`` (odenet, rknet, resnet, vgg, spiral, ...), ``parameters`` (count) and
+    ``config`` (the training config's model section), for information; the runtime relies only on
+    the typed fields.
+    ``solver`` is ``None`` for networks without an ODE block.
+    ``tools`` maps tool name -> version string for everything that made the bundle.
+    """
+
+    kind: str
+    model: dict
+    input: InputSpec
+    output: OutputSpec
+    solver: SolverSpec | None
+    artifacts: tuple[Artifact, ...]
+    tools: dict
+    created: str
+    format_version: int = FORMAT_VERSION
+
+    _KEYS = frozenset({"format", "format_version", "kind", "model", "input", "output", "solver", "artifacts", "tools", "created"})
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        if not isinstance(data, dict):
+            raise BundleError("manifest.json must hold a JSON object; re-export the bundle")
+        if data.get("format") != FORMAT_NAME:
+            raise BundleError(
+                f"manifest.json has format {data.get('format')!r}, expected {FORMAT_NAME!r}: this is not an "
+                "edgeode bundle (make one with `edgeode export RUN_DIR -o BUNDLE`)"
+            )
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise BundleError(f"manifest format_version must be an integer, got {version!r}; re-export the bundle")
+        if version > FORMAT_VERSION:
+            raise BundleError(
+                f"bundle format version {version} is newer than this runtime understands ({FORMAT_VERSION}); "
+                "upgrade edgeode on the device (pip install -U edgeode[device])"
+            )
+        if version < 1:
+            raise BundleError(f"unknown bundle format version {version}; re-export the bundle")
+        _check_keys(data, "", set(cls._KEYS))
+        if data["kind"] not in MODEL_KINDS:
+            raise BundleError(f"manifest kind: unknown model kind {data['kind']!r}; expected one of {MODEL_KINDS}")
+        if not isinstance(data["model"], dict) or "arch" not in data["model"]:
+            raise BundleError("manifest model: expected an object with at least 'arch'")
+        if not isinstance(data["artifacts"], list) or not data["artifacts"]:
+            raise BundleError("manifest artifacts: expected a non-empty list; the bundle holds no model file")
+        artifacts = tuple(Artifact.from_dict(a, i) for i, a in enumerate(data["artifacts"]))
+        seen = set()
+        for art in artifacts:
+            if art.path in seen:
+                raise BundleError(f"manifest artifacts: path {art.path!r} is listed twice")
+            seen.add(art.path)
+        return cls(
+            kind=data["kind"],
+            model=data["model"],
+            input=InputSpec.from_dict(data["input"]),
+            output=OutputSpec.from_dict(data["output"]),
+            solver=SolverSpec.from_dict(data["solver"]) if data["solver"] is not None else None,
+            artifacts=artifacts,
+            tools=dict(data["tools"]) if isinstance(data["tools"], dict) else {},
+            created=str(data["created"]),
+            format_version=version,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "kind": self.kind,
+            "model": self.model,
+            "input": self.input.to_dict(),
+            "output": self.output.to_dict(),
+            "solver": self.solver.to_dict() if self.solver is not None else None,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "tools": self.tools,
+            "created": self.created,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def read(cls, bundle_dir: str | Path) -> Manifest:
+        """Parse ``BUNDLE/manifest.json`` strictly (does not verify the files; see ``runtime.bundle``)."""
+        path = Path(bundle_dir) / MANIFEST_NAME
+        if not path.is_file():
+            raise BundleError(
+                f"{path} not found: {bundle_dir} is not a bundle directory (make one with `edgeode export RUN_DIR -o BUNDLE`)"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BundleError(f"{path} is not valid JSON ({exc}); the file is truncated or corrupt: re-export the bundle") from None
+        return cls.from_dict(data)
+
+    def find(self, role: str, format: str, precision: str = "float32") -> Artifact | None:
+        """The artifact with this role, format and precision, if the bundle has one."""
+        for art in self.artifacts:
+            if art.role == role and art.format == format and art.precision == precision:
+                return art
+        return None

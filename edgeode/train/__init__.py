@@ -1,0 +1,1 @@
+"""Training side (PyTorch): vector fields, fixed-step solvers, the adjoint method, models, data, trainer."""
