@@ -17,7 +17,7 @@ Following Chen et al. 2018 (§7.1, Table 1) as implemented in torchdiffeq's ``ex
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn

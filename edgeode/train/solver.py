@@ -29,14 +29,14 @@ def check_steps(steps: int, name: str = "steps") -> int:
 def rk_step(field: VectorField, t: torch.Tensor, h: torch.Tensor, dt: torch.Tensor, tableau: ButcherTableau) -> torch.Tensor:
     """One explicit Runge–Kutta step from (t, h) of size dt."""
     ks: list[torch.Tensor] = []
-    for a_row, c_i in zip(tableau.a, tableau.c):
+    for a_row, c_i in zip(tableau.a, tableau.c, strict=False):
         y = h
-        for a_ij, k_j in zip(a_row, ks):
+        for a_ij, k_j in zip(a_row, ks, strict=False):
             if a_ij != 0.0:
                 y = y + (dt * a_ij) * k_j
         ks.append(field(t + c_i * dt, y))
     out = h
-    for b_i, k_i in zip(tableau.b, ks):
+    for b_i, k_i in zip(tableau.b, ks, strict=False):
         if b_i != 0.0:
             out = out + (dt * b_i) * k_i
     return out

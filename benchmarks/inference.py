@@ -1,0 +1,675 @@
+"""Inference vs the peer (torchdiffeq) and against the machine's limit (issue 5, items 1 and 2).
+
+Models: the paper's MNIST ODE-Net (``ModelConfig(arch="odenet")``: 28x28, width 64) and the spiral MLP
+field (``SpiralField``), both solved with 10 steps of Kutta's 3/8 rule (our ``rk4_38``, which is
+exactly torchdiffeq's fixed-grid ``"rk4"``), batch 1 and 32, one thread everywhere. Weights are
+random (seed 0, PyTorch default initialisation): latency does not depend on the values.
+
+For every configuration a fresh process is started:
+
+* **peer**: imports torch + torchdiffeq, loads the run directory and runs the model with
+  ``torchdiffeq.odeint(field, h0, t, method="rk4", options={"step_size": dt})`` in eager PyTorch
+  (``torch.set_num_threads(1)``, inference mode).
+* **edgeode**: imports only ``edgeode.runtime`` + numpy + the backend and runs
+  ``edgeode.runtime.load(bundle, backend, mode, threads=1).predict`` / ``.solve`` for every
+  installed backend x {fused, loop}.
+
+Each worker reports its median latency and its own peak RSS (``ru_maxrss``); outputs of every
+edgeode configuration are checked against the peer's (allclose) before its timing is accepted.
+
+Against the limit: single-thread SGEMM FLOP/s (numpy and torch) at 1024^3 and at the conv's GEMM
+shape; multiply-accumulates per inference counted from the ONNX graphs (Conv / Gemm / MatMul);
+achieved FLOP/s = 2 x MACs / latency. The solver loop's overhead is loop-mode time / (field
+evaluations x one field call), one field call timed alone with the same backend settings.
+
+    python3 benchmarks/inference.py            # full run (~10 min on 2 cores)
+    python3 benchmarks/inference.py --quick    # a few seconds per configuration, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from common import (
+    DEFAULT_MNIST,
+    BenchmarkError,
+    Target,
+    emit,
+    fmt,
+    machine_info,
+    machine_markdown,
+    markdown_table,
+    run_worker,
+    targets_markdown,
+    time_call,
+    worker_spec,
+    write_results,
+)
+
+SCRIPT = Path(__file__).resolve()
+KINDS = ("mnist", "spiral")
+BACKENDS = ("onnxruntime", "litert", "tflite-runtime")
+MODES = ("fused", "loop")
+BACKEND_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+SGEMM_SHAPES = ((1024, 1024, 1024), (64, 576, 1152), (64, 576, 36))
+
+
+# =============================================================================================== workers
+# Each worker runs in its own process; imports are inside so that an edgeode worker never sees torch.
+
+
+def _work_prepare(spec: dict) -> dict:
+    """Build the two models (random weights, seed 0), save run directories, export bundles, save inputs."""
+    import numpy as np
+    import torch
+
+    from edgeode.export import export_run
+    from edgeode.train.checkpoint import TrainConfig, save_run
+    from edgeode.train.data import load_dataset
+    from edgeode.train.models import ModelConfig, build_model
+
+    work = Path(spec["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for kind in spec["models"]:
+        run_dir = work / f"run-{kind}"
+        if kind == "mnist":
+            cfg = ModelConfig(arch="odenet", solver="rk4_38", steps=spec["steps"])
+            data, path = "mnist", spec["mnist_path"]
+        else:
+            cfg = ModelConfig(arch="spiral", solver="rk4_38", steps=spec["steps"])
+            data, path = "spiral", None
+        if not (run_dir / "weights.pt").exists():
+            torch.manual_seed(0)
+            model = build_model(cfg).eval()
+            info = load_dataset(data, path, 0).describe()
+            tcfg = TrainConfig(model=cfg, data=data, data_path=path, epochs=1)
+            save_run(run_dir, model, tcfg, {"note": "random weights (seed 0) for latency benchmarks"}, info)
+        bundles = {}
+        for b in spec["batches"]:
+            bdir = work / f"bundle-{kind}-b{b}"
+            if not (bdir / "manifest.json").exists():
+                export_run(run_dir, bdir, formats=tuple(spec["formats"]), tflite_batch=b, progress=False)
+            bundles[str(b)] = str(bdir)
+        rng = np.random.default_rng(0)
+        b_max = max(spec["batches"])
+        if kind == "mnist":
+            x = rng.standard_normal((b_max, 1, 28, 28)).astype(np.float32)
+        else:
+            x = rng.uniform(-2.0, 2.0, (b_max, 2)).astype(np.float32)
+        np.save(work / f"input-{kind}.npy", x)
+        made[kind] = {"run": str(run_dir), "bundles": bundles, "input": str(work / f"input-{kind}.npy")}
+    return made
+
+
+def _work_peer(spec: dict) -> dict:
+    """torchdiffeq in eager PyTorch, same weights and scheme."""
+    import numpy as np
+    import torch
+    from torchdiffeq import odeint
+
+    from edgeode.train.checkpoint import load_run
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    model = load_run(spec["run"]).model.eval()
+    block = model.block
+    field = block.field
+    if block.tableau.name != "rk4_38":
+        raise BenchmarkError(f"peer needs the rk4_38 tableau (torchdiffeq's 'rk4'), model has {block.tableau.name}")
+
+    def func(t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return field(t, h)
+
+    x = torch.from_numpy(np.load(spec["input"])[: spec["batch"]].copy())
+    dt = (block.t1 - block.t0) / block.steps
+    if spec["kind"] == "mnist":
+        span = torch.tensor([block.t0, block.t1])
+
+        def forward() -> torch.Tensor:
+            h = model.encoder(x)
+            h = odeint(func, h, span, method="rk4", options={"step_size": dt})[-1]
+            return model.head(h)
+    else:
+        grid = torch.linspace(block.t0, block.t1, block.steps + 1)
+
+        def forward() -> torch.Tensor:
+            return odeint(func, x, grid, method="rk4")
+
+    calls = [0]
+    counting_field = field.forward
+
+    def counted(t, h):
+        calls[0] += 1
+        return counting_field(t, h)
+
+    with torch.inference_mode():
+        field.forward = counted
+        out = forward()
+        evals = calls[0]
+        field.forward = counting_field
+        timing = time_call(forward, warmup=spec["warmup"], min_repeats=spec["repeats"], budget_s=spec["budget_s"])
+    np.save(spec["output"], out.numpy())
+    return {"timing": timing.to_dict(), "field_evaluations": evals}
+
+
+def _work_edgeode(spec: dict) -> dict:
+    """edgeode's runtime: only edgeode.runtime + numpy + the backend are imported."""
+    import numpy as np
+
+    from edgeode.runtime import load
+
+    x = np.load(spec["input"])[: spec["batch"]].copy()
+    model = load(spec["bundle"], backend=spec["backend"], mode=spec["mode"], threads=1, batch=spec["batch"])
+    fn = (lambda: model.predict(x)) if spec["kind"] == "mnist" else (lambda: model.solve(x))
+    out = fn()
+    timing = time_call(fn, warmup=spec["warmup"], min_repeats=spec["repeats"], budget_s=spec["budget_s"])
+    np.save(spec["output"], np.asarray(out))
+    try:
+        describe = model.describe()
+    except Exception as exc:  # describe is informational only
+        describe = {"error": str(exc)}
+    result = {"timing": timing.to_dict(), "field_evaluations": int(model.field_evaluations), "describe": describe}
+    model.close()
+    return result
+
+
+def _ort_session(path: str, profile: bool = False):
+    """An onnxruntime session configured as a one-thread device would run it."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile:
+        opts.enable_profiling = True
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def _feeds(sess, batch: int, t_value: float = 0.5) -> dict:
+    """Inputs for a session: float32 zeros/ones of the declared shape, dynamic dims = batch; t = t_value."""
+    import numpy as np
+
+    feeds = {}
+    rng = np.random.default_rng(1)
+    for inp in sess.get_inputs():
+        shape = [d if isinstance(d, int) else batch for d in inp.shape]
+        if "int64" in inp.type:
+            feeds[inp.name] = np.full(shape, 10, dtype=np.int64)
+        elif len(shape) <= 1 and (not shape or shape[0] == 1) and inp.name.lower().startswith("t"):
+            feeds[inp.name] = np.full(shape, t_value, dtype=np.float32)
+        else:
+            feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def _onnx_artifacts(bundle: str) -> dict[str, str]:
+    from edgeode.runtime import read_bundle
+
+    b = read_bundle(bundle)
+    return {a.role: str(b.path(a)) for a in b.manifest.artifacts if a.format == "onnx" and a.precision == "float32"}
+
+
+def _work_parts(spec: dict) -> dict:
+    """One call of each float32 ONNX part (encoder, field, head, fused) timed alone in onnxruntime."""
+    arts = _onnx_artifacts(spec["bundle"])
+    out = {}
+    for role, path in arts.items():
+        sess = _ort_session(path)
+        feeds = _feeds(sess, spec["batch"])
+        t = time_call(lambda s=sess, f=feeds: s.run(None, f), warmup=spec["warmup"], min_repeats=spec["repeats"],
+                      budget_s=spec["budget_s"])
+        out[role] = t.to_dict()
+    return out
+
+
+def _work_profile(spec: dict) -> dict:
+    """Per-operator times from onnxruntime's own profiler for each float32 ONNX part."""
+    import json
+    import os
+
+    arts = _onnx_artifacts(spec["bundle"])
+    result = {}
+    for role in spec["roles"]:
+        if role not in arts:
+            continue
+        sess = _ort_session(arts[role], profile=True)
+        feeds = _feeds(sess, spec["batch"])
+        for _ in range(spec["runs"]):
+            sess.run(None, feeds)
+        prof = sess.end_profiling()
+        events = json.loads(Path(prof).read_text())
+        os.unlink(prof)
+        per_op: dict[str, float] = {}
+        per_node: dict[str, list] = {}
+        total = 0.0
+        for ev in events:
+            if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
+                continue
+            op = ev.get("args", {}).get("op_name", "?")
+            dur = float(ev.get("dur", 0))
+            per_op[op] = per_op.get(op, 0.0) + dur
+            node = ev["name"][: -len("_kernel_time")]
+            rec = per_node.setdefault(node, [op, 0.0, ev.get("args", {}).get("provider", "")])
+            rec[1] += dur
+            total += dur
+        runs = spec["runs"]
+        ops = sorted(per_op.items(), key=lambda kv: -kv[1])
+        nodes = sorted(per_node.items(), key=lambda kv: -kv[1][1])[:12]
+        result[role] = {
+            "kernel_us_per_run": total / runs,
+            "ops": [{"op": k, "us_per_run": v / runs, "share": v / total if total else 0.0} for k, v in ops],
+            "top_nodes": [{"node": k, "op": v[0], "us_per_run": v[1] / runs} for k, v in nodes],
+        }
+    return result
+
+
+def _work_macs(spec: dict) -> dict:
+    """Multiply-accumulates per call of each float32 ONNX part at batch ``spec['batch']``.
+
+    Uses :func:`edgeode.devices.macs.count_macs` when it is there (it also walks the fused graph's
+    Loop body, ``steps`` trips), else this script's own Conv/Gemm/MatMul counter on the parts.
+    """
+    arts = _onnx_artifacts(spec["bundle"])
+    try:
+        from edgeode.devices.macs import count_macs
+    except ImportError:
+        count_macs = None
+    out: dict = {"counter": "edgeode.devices.macs" if count_macs else "benchmarks.inference"}
+    for role in ("encoder", "field", "head", "model", "fused"):
+        if role not in arts:
+            continue
+        if count_macs is not None:
+            res = count_macs(arts[role], batch=spec["batch"], loop_trips=spec["steps"] if role == "fused" else None)
+            if res.complete:
+                out[role] = int(res.total)
+                continue
+        if role != "fused":
+            out[role] = _count_macs_onnx(arts[role], spec["batch"])
+    return out
+
+
+def _count_macs_onnx(path: str, batch: int) -> int:
+    """Conv / ConvTranspose / Gemm / MatMul multiply-accumulates after shape inference at a fixed batch."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = onnx.load(path)
+    graph = model.graph
+    for inp in graph.input:
+        for dim in inp.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.dim_value = batch
+    del graph.value_info[:]
+    for out in graph.output:
+        for dim in out.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.Clear()
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    g = model.graph
+    shapes: dict[str, list[int]] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = dims
+    for init in g.initializer:
+        shapes[init.name] = list(init.dims)
+    consts = {init.name: numpy_helper.to_array(init) for init in g.initializer}
+    for node in g.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    arr = numpy_helper.to_array(attr.t)
+                    consts[node.output[0]] = arr
+                    shapes[node.output[0]] = list(arr.shape)
+    macs = 0
+    for node in g.node:
+        out_shape = shapes.get(node.output[0])
+        if node.op_type in ("Conv", "ConvTranspose"):
+            w = shapes.get(node.input[1])
+            if not out_shape or None in out_shape or not w:
+                raise BenchmarkError(f"{path}: cannot infer the shape around {node.name} ({node.op_type})")
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            if node.op_type == "Conv":
+                macs += int(np.prod(out_shape)) * int(np.prod(w[1:]))
+            else:
+                in_shape = shapes[node.input[0]]
+                macs += int(np.prod(in_shape)) * int(w[1]) * int(np.prod(w[2:])) // max(group, 1) * group
+        elif node.op_type in ("Gemm", "MatMul"):
+            a = shapes.get(node.input[0])
+            if not out_shape or None in out_shape or not a or None in a:
+                raise BenchmarkError(f"{path}: cannot infer the shape around {node.name} ({node.op_type})")
+            trans_a = next((x.i for x in node.attribute if x.name == "transA"), 0)
+            k = a[-2] if (node.op_type == "Gemm" and trans_a) else a[-1]
+            macs += int(np.prod(out_shape)) * int(k)
+    return macs
+
+
+def _work_sgemm(spec: dict) -> dict:
+    """Single-thread SGEMM FLOP/s with numpy (its BLAS) and torch at a few shapes (best of repeats)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    out = []
+    for m, k, n in spec["shapes"]:
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        c = np.empty((m, n), dtype=np.float32)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        tc = torch.empty(m, n)
+        flops = 2.0 * m * k * n
+        t_np = time_call(lambda a=a, b=b, c=c: np.matmul(a, b, out=c), warmup=2, min_repeats=5,
+                         budget_s=spec["budget_s"])
+        t_th = time_call(lambda ta=ta, tb=tb, tc=tc: torch.mm(ta, tb, out=tc), warmup=2, min_repeats=5,
+                         budget_s=spec["budget_s"])
+        out.append({"m": m, "k": k, "n": n,
+                    "numpy_gflops": flops / t_np.median / 1e9, "torch_gflops": flops / t_th.median / 1e9})
+    return {"shapes": out, "numpy_config": _blas_name(np)}
+
+
+def _blas_name(np) -> str:
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:
+        return "?"
+
+
+WORKERS = {"prepare": _work_prepare, "peer": _work_peer, "edgeode": _work_edgeode, "parts": _work_parts,
+           "profile": _work_profile, "macs": _work_macs, "sgemm": _work_sgemm}
+
+
+def _worker_main(spec: dict) -> int:
+    emit(WORKERS[spec["worker"]](spec))
+    return 0
+
+
+# =============================================================================================== parent
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _compare(ref_path: str, out_path: str) -> dict:
+    import numpy as np
+
+    ref, out = np.load(ref_path), np.load(out_path)
+    if ref.shape != out.shape:
+        return {"equal": False, "max_abs": None, "why": f"shape {out.shape} vs peer {ref.shape}"}
+    diff = float(np.max(np.abs(ref - out))) if ref.size else 0.0
+    return {"equal": bool(np.allclose(out, ref, rtol=1e-3, atol=1e-4)), "max_abs": diff}
+
+
+def _measure(args: argparse.Namespace, work: Path, made: dict, log) -> list[dict]:
+    """Every configuration, peer first, each in a fresh process. Returns one row per configuration."""
+    rows = []
+    backends = [b for b in args.backends if _installed(BACKEND_MODULES[b])]
+    skipped = [b for b in args.backends if b not in backends]
+    for b in skipped:
+        log(f"backend {b}: not installed, skipped")
+    timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget}
+    for kind in args.models:
+        for batch in args.batches:
+            base = {"kind": kind, "batch": batch, **timing}
+            ref = str(work / f"out-{kind}-b{batch}-peer.npy")
+            try:
+                peer = run_worker(SCRIPT, {"worker": "peer", **base, "run": made[kind]["run"],
+                                           "input": made[kind]["input"], "output": ref})
+            except BenchmarkError as exc:
+                log(f"peer {kind} b{batch} FAILED: {exc}")
+                rows.append({"kind": kind, "batch": batch, "impl": "torchdiffeq", "error": str(exc)})
+                continue
+            log(f"{kind} b{batch} torchdiffeq: {peer['timing']['median_s'] * 1e3:.3f} ms, {peer['peak_rss_mb']:.0f} MB")
+            rows.append({"kind": kind, "batch": batch, "impl": "torchdiffeq", "backend": "torch", "mode": "eager",
+                         **peer})
+            for backend in backends:
+                for mode in args.modes:
+                    out = str(work / f"out-{kind}-b{batch}-{backend}-{mode}.npy")
+                    spec = {"worker": "edgeode", **base, "bundle": made[kind]["bundles"][str(batch)],
+                            "backend": backend, "mode": mode, "input": made[kind]["input"], "output": out}
+                    row = {"kind": kind, "batch": batch, "impl": "edgeode", "backend": backend, "mode": mode}
+                    try:
+                        res = run_worker(SCRIPT, spec)
+                    except BenchmarkError as exc:
+                        log(f"{kind} b{batch} {backend}/{mode} FAILED: {str(exc).splitlines()[-1]}")
+                        rows.append({**row, "error": str(exc)})
+                        continue
+                    check = _compare(ref, out)
+                    row.update(res)
+                    row["check"] = check
+                    row["speedup"] = peer["timing"]["median_s"] / res["timing"]["median_s"]
+                    row["memory_ratio"] = res["peak_rss_mb"] / peer["peak_rss_mb"]
+                    if res.get("imported_torch"):
+                        row["note"] = "torch was imported by the edgeode process"
+                    log(f"{kind} b{batch} {backend}/{mode}: {res['timing']['median_s'] * 1e3:.3f} ms "
+                        f"({row['speedup']:.2f}x), {res['peak_rss_mb']:.0f} MB, max|diff| {check['max_abs']}")
+                    rows.append(row)
+    return rows
+
+
+def _best(rows: list[dict], kind: str, batch: int, key: str = "speedup", mode: str | None = None) -> dict | None:
+    cands = [r for r in rows if r["kind"] == kind and r["batch"] == batch and r["impl"] == "edgeode"
+             and "error" not in r and r["check"]["equal"] and (mode is None or r["mode"] == mode)]
+    if not cands:
+        return None
+    return max(cands, key=lambda r: r[key]) if key == "speedup" else min(cands, key=lambda r: r[key])
+
+
+def _limits(args, work: Path, made: dict, rows: list[dict], log) -> dict:
+    """SGEMM peak, MACs, achieved fractions, loop overhead, and onnxruntime per-op profiles."""
+    budget = 1.0 if args.quick else 3.0
+    sgemm = run_worker(SCRIPT, {"worker": "sgemm", "shapes": [list(s) for s in SGEMM_SHAPES], "budget_s": budget})
+    # The machine's limit: the best single-thread SGEMM rate seen at any shape, with either library.
+    peak = max(max(s["numpy_gflops"], s["torch_gflops"]) for s in sgemm["shapes"]) * 1e9
+    conv_shape = {f"{s['m']}x{s['k']}x{s['n']}": max(s["numpy_gflops"], s["torch_gflops"]) for s in sgemm["shapes"]}
+    log(f"SGEMM single thread: best {peak / 1e9:.1f} GFLOP/s; {conv_shape}")
+    out: dict = {"sgemm": sgemm, "peak_flops": peak, "per_config": [], "parts": {}, "profiles": {}}
+    timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget}
+    for kind in args.models:
+        for batch in args.batches:
+            bundle = made[kind]["bundles"][str(batch)]
+            try:
+                macs = run_worker(SCRIPT, {"worker": "macs", "bundle": bundle, "batch": batch, "steps": args.steps})
+                parts = run_worker(SCRIPT, {"worker": "parts", "bundle": bundle, "batch": batch, **timing})
+                parts = {k: v for k, v in parts.items() if isinstance(v, dict)}
+            except BenchmarkError as exc:
+                log(f"limits {kind} b{batch} FAILED: {exc}")
+                continue
+            counter = macs.get("counter")
+            macs = {k: v for k, v in macs.items() if isinstance(v, int) and k in ("encoder", "field", "head", "model", "fused")}
+            out["parts"][f"{kind}-b{batch}"] = {"macs": macs, "times": parts, "counter": counter}
+            for r in rows:
+                if r["kind"] != kind or r["batch"] != batch or "error" in r:
+                    continue
+                evals = r.get("field_evaluations") or 0
+                total_macs = macs.get("encoder", 0) + macs.get("head", 0) + macs.get("field", 0) * evals
+                lat = r["timing"]["median_s"]
+                achieved = 2.0 * total_macs / lat
+                entry = {"impl": r["impl"], "backend": r["backend"], "mode": r["mode"], "kind": kind, "batch": batch,
+                         "macs": total_macs, "field_evaluations": evals, "gflops": achieved / 1e9,
+                         "fraction_of_sgemm": achieved / peak}
+                if "field" in parts and evals and r["backend"] == "onnxruntime":
+                    field_s = parts["field"]["median_s"]
+                    entry["field_call_s"] = field_s
+                    entry["overhead"] = lat / (evals * field_s)
+                    rest = sum(parts[p]["median_s"] for p in ("encoder", "head") if p in parts)
+                    entry["overhead_solver_only"] = (lat - rest) / (evals * field_s)
+                out["per_config"].append(entry)
+            if kind == "mnist" and args.profile:
+                try:
+                    prof = run_worker(SCRIPT, {"worker": "profile", "bundle": bundle, "batch": batch,
+                                               "roles": ["fused", "field"], "runs": 5 if args.quick else 20})
+                    out["profiles"][f"{kind}-b{batch}"] = prof
+                except BenchmarkError as exc:
+                    log(f"profile {kind} b{batch} FAILED: {exc}")
+    return out
+
+
+def _targets(rows: list[dict], limits: dict) -> list[Target]:
+    targets = []
+    b1, b32 = _best(rows, "mnist", 1), _best(rows, "mnist", 32)
+    targets.append(Target("MNIST ODE-Net batch 1 latency, torchdiffeq / edgeode (best backend)", ">=", 3.0,
+                          b1["speedup"] if b1 else None, _which(b1)))
+    targets.append(Target("MNIST ODE-Net batch 32 latency, torchdiffeq / edgeode (best backend)", ">=", 1.5,
+                          b32["speedup"] if b32 else None, _which(b32)))
+    sp = _best(rows, "spiral", 1)
+    targets.append(Target("spiral field batch 1, cost per RK4 step, torchdiffeq / edgeode", ">=", 20.0,
+                          sp["speedup"] if sp else None, _which(sp)))
+    mem = _best(rows, "mnist", 1, key="memory_ratio")
+    targets.append(Target("MNIST ODE-Net batch 1, peak RSS of the inference process, edgeode / torchdiffeq", "<=", 0.2,
+                          mem["memory_ratio"] if mem else None, _which(mem)))
+    fr = [e for e in limits.get("per_config", []) if e["kind"] == "mnist" and e["impl"] == "edgeode"
+          and e["mode"] == "fused" and e["batch"] == 32]
+    best_fr = max(fr, key=lambda e: e["fraction_of_sgemm"]) if fr else None
+    targets.append(Target("MNIST ODE-Net batch 32 fused, fraction of single-thread SGEMM FLOP/s", ">=", 0.5,
+                          best_fr["fraction_of_sgemm"] if best_fr else None,
+                          f"{best_fr['backend']}" if best_fr else ""))
+    return targets
+
+
+def _which(row: dict | None) -> str:
+    return f"{row['backend']} / {row['mode']}" if row else "no edgeode configuration matched the peer"
+
+
+def _markdown(info: dict, rows: list[dict], limits: dict, targets: list[Target], args) -> str:
+    parts = [f"# Inference: edgeode vs torchdiffeq ({'quick' if args.quick else 'full'} run)", "",
+             machine_markdown(info), "",
+             "Command: `python3 benchmarks/inference.py" + (" --quick" if args.quick else "") + "`. "
+             f"{args.steps} steps of rk4_38 (torchdiffeq 'rk4'), one thread, random weights (seed 0); "
+             "median latency; peak RSS of each configuration's own fresh process. "
+             "Ratios: torchdiffeq / edgeode for speed, edgeode / torchdiffeq for memory.", "",
+             "## Targets", "", targets_markdown(targets), "", "## Latency and memory", ""]
+    table = []
+    for r in rows:
+        if "error" in r:
+            table.append([r["kind"], r["batch"], r.get("backend", r["impl"]), r.get("mode", ""), "error", "", "", "", "",
+                          r["error"].strip().splitlines()[-1][:80]])
+            continue
+        med = r["timing"]["median_s"]
+        steps = args.steps
+        table.append([
+            r["kind"], r["batch"], r["backend"] if r["impl"] == "edgeode" else "torchdiffeq", r["mode"],
+            f"{med * 1e3:.3f}", f"{med / steps * 1e6:.1f}", fmt(r.get("speedup")) if r["impl"] == "edgeode" else "1",
+            f"{r['peak_rss_mb']:.0f}", fmt(r.get("memory_ratio")) if r["impl"] == "edgeode" else "1",
+            (f"{r['check']['max_abs']:.1e}" + ("" if r["check"]["equal"] else " NOT EQUAL")) if "check" in r else "ref",
+        ])
+    parts.append(markdown_table(["model", "batch", "backend", "mode", "median ms", "µs / step", "speed-up",
+                                 "peak RSS MB", "memory ratio", "max abs diff"], table))
+    if limits:
+        parts += ["", "## Against the limit", "",
+                  f"Single-thread SGEMM: {limits['peak_flops'] / 1e9:.1f} GFLOP/s (the best of numpy "
+                  f"[{limits['sgemm'].get('numpy_config', '?')}] and torch over the shapes M x K x N: "
+                  + ", ".join(f"{s['m']}x{s['k']}x{s['n']} {max(s['numpy_gflops'], s['torch_gflops']):.1f}"
+                              for s in limits["sgemm"]["shapes"]) + " GFLOP/s; 64 x 576 x N is the field's 3x3 "
+                  "conv as a GEMM at batch 32 / 1).", "",
+                  "MACs counted from the ONNX graphs (Conv/Gemm/MatMul): encoder + head + field x evaluations. "
+                  "Loop overhead = latency / (field evaluations x one field call alone in onnxruntime); "
+                  "'solver only' first subtracts the encoder and head calls.", ""]
+        lt = []
+        for e in limits["per_config"]:
+            lt.append([e["kind"], e["batch"], "torchdiffeq" if e["impl"] != "edgeode" else e["backend"], e["mode"],
+                       f"{e['macs'] / 1e6:.1f}", f"{e['gflops']:.2f}", f"{e['fraction_of_sgemm']:.2f}",
+                       fmt(e.get("overhead")), fmt(e.get("overhead_solver_only"))])
+        parts.append(markdown_table(["model", "batch", "backend", "mode", "MMACs", "GFLOP/s", "fraction of SGEMM",
+                                     "time / (evals x field call)", "solver only"], lt))
+        if limits.get("parts"):
+            parts += ["", "One call of each ONNX part alone (onnxruntime, one thread):", ""]
+            pt = []
+            for key, v in limits["parts"].items():
+                for role, t in v["times"].items():
+                    pt.append([key, role, f"{t['median_s'] * 1e6:.1f}", f"{v['macs'].get(role, 0) / 1e6:.2f}"])
+            parts.append(markdown_table(["model-batch", "part", "median µs", "MMACs"], pt))
+        for key, prof in limits.get("profiles", {}).items():
+            for role, p in prof.items():
+                parts += ["", f"onnxruntime profile, {key} `{role}` ({p['kernel_us_per_run']:.0f} µs kernel time per run):", ""]
+                parts.append(markdown_table(["op", "µs / run", "share"],
+                                            [[o["op"], f"{o['us_per_run']:.1f}", f"{o['share']:.0%}"] for o in p["ops"][:8]]))
+    return "\n".join(parts)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Writes benchmarks/results/inference.json and inference.md (inference-quick.* with --quick).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--quick", action="store_true", help="few repeats, batch 1 only, no profiles: a smoke run")
+    p.add_argument("--mnist-path", default=str(DEFAULT_MNIST),
+                   help="directory with the MNIST t10k IDX files (the bundle's preprocessing is taken from it)")
+    p.add_argument("--work", default=None,
+                   help="directory for run dirs, bundles and outputs (kept; reused if it holds them). "
+                        "Default: a temporary directory, deleted at the end")
+    p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    p.add_argument("--models", nargs="+", choices=KINDS, default=list(KINDS), help="models to measure")
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 32], help="batch sizes")
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+                   help="edgeode backends (those not installed are skipped and reported)")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="runtime modes")
+    p.add_argument("--steps", type=int, default=10, help="solver steps (rk4_38)")
+    p.add_argument("--formats", nargs="+", default=["onnx", "tflite"], help="bundle formats to export")
+    p.add_argument("--repeats", type=int, default=30, help="minimum timed calls per configuration")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls first")
+    p.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per configuration (at least --repeats)")
+    p.add_argument("--no-limits", dest="limits", action="store_false", help="skip SGEMM / MACs / overhead")
+    p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the onnxruntime per-op profiles")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec = worker_spec(argv)
+    if spec is not None:
+        return _worker_main(spec)
+    args = _parser().parse_args(argv)
+    if args.quick:
+        args.repeats, args.warmup, args.budget = 3, 1, 0.2
+        if args.batches == [1, 32]:
+            args.batches = [1]
+        args.profile = False
+    import shutil
+    import tempfile
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    info = machine_info()
+    tmp = None
+    if args.work is None:
+        tmp = tempfile.mkdtemp(prefix="edgeode-bench-")
+        work = Path(tmp)
+    else:
+        work = Path(args.work)
+    try:
+        log(f"preparing models and bundles in {work} ...")
+        made = run_worker(SCRIPT, {"worker": "prepare", "work": str(work), "steps": args.steps,
+                                   "mnist_path": args.mnist_path, "batches": args.batches,
+                                   "formats": args.formats, "models": args.models}, threads=2)
+        made = {k: v for k, v in made.items() if isinstance(v, dict)}
+        rows = _measure(args, work, made, log)
+        limits = _limits(args, work, made, rows, log) if args.limits else {}
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    targets = _targets(rows, limits)
+    md = _markdown(info, rows, limits, targets, args)
+    payload = {"machine": info, "args": vars(args), "rows": rows, "limits": limits,
+               "targets": [t.to_dict() for t in targets]}
+    name = "inference-quick" if args.quick else "inference"
+    write_results(name, payload, md, args.out)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""``edgeode devices``: list, show and calibrate device profiles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = """\
+List the device profiles (CPU, RAM, storage, power, runtimes; every figure with its source),
+show one, or measure this machine as a profile.
+
+  edgeode devices                      table of all devices
+  edgeode devices --json               the same as JSON
+  edgeode devices show pi-zero-2w      one profile with the sources of its figures
+  edgeode devices calibrate --save my-pi --like pi-4b
+                                       measure this machine (run it on the device) and save it
+
+RAM variants are NAME:VARIANT (e.g. pi-4b:8gb). User profiles live in $EDGEODE_DEVICES_DIR or
+~/.config/edgeode/devices and override shipped ones of the same name.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("devices", help="list, show and calibrate device profiles", description=HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub = p.add_subparsers(dest="devices_command", metavar="{show,calibrate}")
+    show = sub.add_parser("show", help="show one device profile")
+    show.add_argument("name", help="device name, e.g. pi-4b or pi-4b:8gb")
+    show.add_argument("--json", action="store_true", dest="show_json", help="print JSON")
+    cal = sub.add_parser("calibrate", help="measure this machine (cores, clock, RAM, SGEMM GFLOP/s, RAPL power)")
+    cal.add_argument("--save", metavar="NAME", help="save the profile as NAME in the user profile directory")
+    cal.add_argument("--output", "-o", metavar="FILE", help="write the profile to FILE (named NAME.json)")
+    cal.add_argument("--like", metavar="DEVICE",
+                     help="shipped profile of this board: its power figures are used when RAPL is not readable")
+    cal.add_argument("--seconds", type=float, default=2.0, help="seconds per RAPL power measurement (default 2)")
+    cal.add_argument("--json", action="store_true", dest="show_json", help="print the profile as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def _row(p) -> list[str]:
+    return [p.name, p.device_class, f"{p.cpu.cores}x {p.cpu.arch} {p.cpu.clock_ghz:g} GHz", _mb(p.ram_mb),
+            _mb(p.storage_mb), f"{p.power.idle_w:g}/{p.power.load_w:g}", ",".join(p.runtimes),
+            "yes" if p.python else "no"]
+
+
+def _mb(mb: float) -> str:
+    if mb < 1:
+        return f"{mb * 1024:g} KB"
+    if mb >= 1024 and mb % 1024 == 0:
+        return f"{mb / 1024:g} GB"
+    return f"{mb:g} MB"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _show(p) -> str:
+    lines = [f"{p.display_name} ({p.name}){'  [calibrated]' if p.calibrated else ''}",
+             f"  class          {p.device_class}",
+             f"  cpu            {p.cpu.cores}x {p.cpu.arch} at {p.cpu.clock_ghz:g} GHz  {p.cpu.model}",
+             f"  sgemm 1 thread {p.cpu.gflops_1t:g} GFLOP/s",
+             f"  ram            {_mb(p.ram_mb)} ({_mb(p.os_reserved_mb)} kept by the OS)"
+             + (f"; variants: {', '.join(f'{p.name}:{k}' for k in p.ram_variants)}" if p.ram_variants else ""),
+             f"  storage        {_mb(p.storage_mb)}",
+             f"  power          {p.power.idle_w:g} W idle, {p.power.load_w:g} W all cores busy",
+             f"  runtimes       {', '.join(p.runtimes)}",
+             f"  python         {'yes' if p.python else 'no'}"
+             + (f" (wheels: {', '.join(p.pip_platforms)})" if p.pip_platforms else ""),
+             f"  os notes       {p.os_notes}",
+             "  sources:"]
+    lines += [f"    {k}: {v}" for k, v in sorted(p.sources.items())]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from edgeode.devices.profiles import list_profiles, load_profile
+
+    cmd = getattr(args, "devices_command", None)
+    if cmd == "show":
+        p = load_profile(args.name)
+        print(json.dumps(p.to_dict(), indent=2) if args.show_json or args.json else _show(p))
+        return 0
+    if cmd == "calibrate":
+        from edgeode.devices.calibrate import calibrate, save_profile
+
+        name = args.save or (args.output and __import__("pathlib").Path(args.output).stem) or "this-device"
+        print("measuring this machine (SGEMM, RAM, clock, RAPL power if readable)...", file=sys.stderr)
+        p = calibrate(name, like=args.like, seconds=args.seconds)
+        print(json.dumps(p.to_dict(), indent=2) if args.show_json or args.json else _show(p))
+        if args.save or args.output:
+            path = save_profile(p, args.output)
+            print(f"saved {path}; use it with --device {p.name}", file=sys.stderr)
+        return 0
+    profiles = list_profiles()
+    if args.json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=2))
+        return 0
+    header = ["name", "class", "cpu", "ram", "storage", "power W idle/load", "runtimes", "python"]
+    print(_table([_row(p) for p in profiles], header))
+    print("\n`edgeode devices show NAME` shows a profile with the source of every figure.")
+    return 0

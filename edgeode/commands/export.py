@@ -1,0 +1,75 @@
+"""``edgeode export``: a trained run directory -> a checked ONNX / TFLite bundle.
+
+Every file is run by its real runtime (onnxruntime, LiteRT) on test samples and random inputs and
+compared with torch before the bundle is written (the parity gate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+FORMATS = ("onnx", "tflite")
+QUANTIZATIONS = ("int8-dynamic", "int8-weight", "float16")
+
+
+def _csv(choices: tuple[str, ...], what: str):
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(x.strip() for x in text.split(",") if x.strip())
+        bad = [x for x in items if x not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad)}; choose from {', '.join(choices)}")
+        return items
+    return parse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained run to an ONNX / TFLite bundle (checked against torch)",
+        description=(
+            "Export RUN_DIR (from `edgeode train`) to the bundle directory BUNDLE: manifest.json plus, for an "
+            "ODE-Net, the encoder, the vector field f(t, h), the head (for the device's own solver loop) and a "
+            "fused whole-model graph (ONNX: the solve as a Loop whose step count is an optional input; TFLite: "
+            "the solve unrolled). ResNet / VGG get one `model` file; the spiral model a field and a fused "
+            "trajectory graph. Each file must match torch within the tolerance when run by its real runtime "
+            "(parity gate) or nothing is written. The bundle is built beside BUNDLE and renamed into place."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `edgeode train -o RUN_DIR`")
+    p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle directory to create")
+    p.add_argument("--formats", type=_csv(FORMATS, "format"), default=FORMATS, metavar="onnx,tflite",
+                   help="comma-separated formats to export")
+    p.add_argument("--tflite-batch", type=int, default=1, metavar="N",
+                   help="fixed batch size of the TFLite files (ONNX files have a dynamic batch)")
+    p.add_argument("--quantize", type=_csv(QUANTIZATIONS, "quantization"), default=(), metavar="|".join(QUANTIZATIONS),
+                   help="comma-separated quantized variants to add (ONNX: int8-dynamic; TFLite: all three), "
+                        "each checked with a looser tolerance")
+    p.add_argument("--tolerance", type=float, default=None, metavar="X",
+                   help="max abs difference from torch for float32 files, relative to max(1, |torch output|) "
+                        "(default 1e-3; quantized files get proportionally looser bounds)")
+    p.add_argument("--overwrite", action="store_true", help="replace BUNDLE if it exists (only after the new one is complete)")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeode.export import export_run
+
+    manifest = export_run(args.run_dir, args.output, formats=tuple(args.formats), tflite_batch=args.tflite_batch,
+                          quantize=tuple(args.quantize), tolerance=args.tolerance, progress=not args.quiet,
+                          overwrite=args.overwrite)
+    if args.json:
+        print(manifest.to_json(), end="")
+        return 0
+    seconds = manifest.model.get("export", {}).get("seconds", {})
+    print(f"bundle {args.output}: {manifest.kind} {manifest.model['arch']}, {len(manifest.artifacts)} files")
+    for art in manifest.artifacts:
+        batch = "dynamic" if art.batch is None else str(art.batch)
+        print(f"  {art.path:<34} {art.role:<8} {art.precision:<12} batch {batch:<7} {art.size / 1024:8.1f} KiB  "
+              f"parity {art.parity_max_abs:.2e} <= {art.parity_tolerance:.1e}  ({seconds.get(art.path, 0):.1f} s)")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,72 @@
+"""``edgeode pack``: build a self-contained package for a device (bundle + wheels, no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+DESCRIPTION = """\
+Build a directory (and optionally a .tar.gz) that you copy to a device and run there, with nothing
+downloaded on the device and no torch:
+
+  Linux board with Python (pi-zero-2w, pi-3b-plus, pi-4b, pi-5, jetson-nano):
+    DIR/bundle/   a verified copy of the bundle
+    DIR/wheels/   wheels for the device's platform (e.g. aarch64): numpy, psutil, onnxruntime and/or
+                  ai-edge-litert with their dependencies, and edgeode itself as a pure wheel
+    DIR/README.md how to install (pip install --no-index --find-links wheels 'edgeode[...]'), run, profile
+    DIR/run.sh    ./run.sh install | run | profile
+  Android phone: DIR/model.tflite (the whole model, solve included), DIR/manifest.json and
+    DIR/README.md, an integration note for LiteRT's Interpreter (tensors, preprocessing, the one call).
+  Microcontrollers need TensorFlow Lite Micro firmware, which pack does not build yet.
+
+The wheels are downloaded on this machine with pip's cross-platform options (it needs the package
+index once); the package is built in a temporary directory and renamed into place only when complete.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "pack",
+        help="build a self-contained package for a device (bundle + wheels, no torch)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `edgeode export`")
+    p.add_argument("--device", required=True, metavar="NAME", help="device profile (see `edgeode devices`), e.g. pi-4b")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="package directory to create")
+    p.add_argument("--backends", default=None, metavar="B1,B2",
+                   help="runtimes to ship, from onnxruntime, litert, tflite-runtime (default: onnxruntime and litert "
+                        "where the device and the bundle's formats allow; Android always uses LiteRT)")
+    p.add_argument("--python", default=None, metavar="3.X",
+                   help="CPython version on the device; the wheels are built for it (default: 3.11, as on "
+                        "Raspberry Pi OS Bookworm)")
+    p.add_argument("--pin", action="append", default=[], metavar="REQ",
+                   help="add or replace a requirement of the wheelhouse, e.g. --pin numpy==1.26.4 (repeatable)")
+    p.add_argument("--edgeode-wheel", default=None, metavar="WHEEL",
+                   help="ship this pure edgeode wheel instead of building one from the source tree")
+    p.add_argument("--tar", action="store_true", help="also write DIR.tar.gz beside DIR")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists (only after the new package is complete)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeode.pack import pack
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    result = pack(
+        args.bundle, args.device, args.output, backends=backends, python=args.python, pins=args.pin,
+        edgeode_wheel=args.edgeode_wheel, tar=args.tar, force=args.force, progress=not args.quiet,
+    )
+    size_mb = result.size_bytes / 1e6
+    if result.kind == "android":
+        print(f"wrote {result.out_dir} ({size_mb:.1f} MB): model.tflite, manifest.json, README.md (integration note)")
+    else:
+        print(f"wrote {result.out_dir} ({size_mb:.1f} MB) for {result.device}: bundle/, {len(result.wheels)} wheels "
+              f"for CPython {result.python} ({', '.join(result.backends)}), README.md, run.sh")
+        print(f"on the device: cd {result.out_dir.name} && python3 -m venv .venv && "
+              f".venv/bin/pip install --no-index --find-links wheels {shlex.join(result.install_args)}")
+    if result.tarball is not None:
+        print(f"wrote {result.tarball}")
+    return 0

@@ -1,0 +1,94 @@
+"""``edgeode profile``: memory, latency, CPU time, MACs and energy of a bundle on a device profile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = """\
+Run a bundle with the torch-free runtime in a child process and report, for a device profile:
+bundle size, load time, peak resident memory (runtime floor + what the model adds), latency
+p50/p95/p99 over warm runs, vector-field evaluations, CPU time and MACs per inference, an energy
+proxy (CPU-seconds x the device's power model) and RAPL energy where readable, and whether it fits
+the device's RAM and storage.
+
+On any machine other than a calibrated device (`edgeode devices calibrate --save NAME` on the
+device itself), time-derived figures are ESTIMATES: host measurements scaled by the ratio of the
+host's single-thread SGEMM throughput to the device's (see `edgeode devices show NAME`). Under
+emulation (QEMU) no device timings are reported.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("profile", help="measure a bundle for a device profile", description=HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", help="bundle directory (from `edgeode export`)")
+    p.add_argument("--device", "-d", required=True, help="device profile name (see `edgeode devices`), e.g. pi-4b")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "litert", "tflite-runtime"),
+                   help="inference backend (default auto: onnxruntime if the bundle has ONNX)")
+    p.add_argument("--mode", default="fused", choices=("fused", "loop"),
+                   help="fused: the whole solve in one graph; loop: numpy solver loop around the field (default fused)")
+    p.add_argument("--precision", default="float32", help="artifact precision (default float32)")
+    p.add_argument("--threads", type=int, default=None, help="backend threads (default: min(device cores, host CPUs))")
+    p.add_argument("--runs", type=int, default=50, help="timed inferences (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up inferences (default 5)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of each inference (default 1)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds before the measured process is killed (default 300)")
+    p.add_argument("--no-macs", action="store_true", help="skip counting MACs (needs the onnx package)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (keys carry units: _mb, _ms, _mj)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _fmt(v, unit: str = "", digits: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.{digits}f}{unit}"
+
+
+def render(d: dict) -> str:
+    """The human-readable report of a profile dict."""
+    est = "ESTIMATE" if d["estimate"] else "MEASURED"
+    lines = [f"{d['arch']} bundle {d['bundle']} on {d['device_display_name']} ({d['device']})",
+             f"figures: {d['figures']}"]
+    sc = d["scaling"]
+    if sc.get("factor") and d["estimate"]:
+        lines.append(f"  scaling: host SGEMM {sc['host_sgemm_gflops_1t']:.1f} GFLOP/s / device {sc['device_gflops_1t']:g} "
+                     f"GFLOP/s = x{sc['factor']:.2f} ({sc['device_gflops_source'][:90]})")
+    lines += [f"backend {d['backend']}, mode {d['mode']}, {d['threads']} thread(s), batch {d['batch']}, "
+              f"{d['runs']} runs after {d['warmup']} warm-up",
+              f"bundle size        {_fmt(d['bundle_size_mb'], ' MB', 3)}"]
+    if d.get("error"):
+        lines.append(f"could not run on the host: {d['error']}")
+    else:
+        lat, host = d["latency_ms"], d["host_latency_ms"]
+        lines += [
+            f"load time          {_fmt(d['load_time_ms'], ' ms', 1)}" + ("" if not d["estimate"] else " (host, not scaled)"),
+            f"peak memory        {_fmt(d['peak_rss_mb'], ' MB', 1)} = runtime floor {_fmt(d['runtime_floor_mb'], ' MB', 1)}"
+            f" + model {_fmt(d['model_added_mb'], ' MB', 1)} (host-measured)",
+            (f"latency            p50 {_fmt(lat['p50'], ' ms', 3)}  p95 {_fmt(lat['p95'], ' ms', 3)}  "
+             f"p99 {_fmt(lat['p99'], ' ms', 3)} [{est}]") if lat else "latency            n/a (emulated)",
+            f"host latency       p50 {_fmt(host['p50'], ' ms', 3)}  p95 {_fmt(host['p95'], ' ms', 3)}  p99 {_fmt(host['p99'], ' ms', 3)}",
+            f"field evaluations  {d['field_evaluations']} per inference"
+            + (f" ({d['tableau']}, {d['steps']} steps)" if d.get("steps") else ""),
+            f"CPU time           {_fmt(d['cpu_ms_per_inference'], ' ms', 3)} per inference [{est}]; {d['spinning']}",
+            f"MACs               {d.get('macs_per_inference'):,} per inference" if d.get("macs_per_inference") is not None
+            else f"MACs               n/a ({(d.get('macs') or {}).get('note', 'skipped')})",
+            f"energy proxy       {_fmt(d['energy_proxy_mj'], ' mJ', 3)} per inference (with idle share "
+            f"{_fmt(d['energy_proxy_with_idle_mj'], ' mJ', 3)}) [{est}]: {d['energy_model']}",
+            f"RAPL energy        {_fmt(d['rapl_energy_mj_per_inference'], ' mJ', 3)} (host) — {d['rapl']}",
+        ]
+    lines.append(f"verdict            {d['fits']['message']}")
+    lines += [f"note: {n}" for n in d.get("notes", [])]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from edgeode.devices.profiler import profile_bundle
+
+    report = profile_bundle(args.bundle, args.device, backend=args.backend, mode=args.mode, threads=args.threads,
+                            runs=args.runs, warmup=args.warmup, batch=args.batch, precision=args.precision,
+                            timeout=args.timeout, count_macs=not args.no_macs, progress=not args.json)
+    d = report.to_dict()
+    print(json.dumps(d, indent=2) if args.json else render(d))
+    return 0

@@ -1,0 +1,145 @@
+"""``edgeode run BUNDLE INPUT``: run a bundle with the torch-free runtime and print predictions.
+
+INPUT is a ``.npy`` file (a batch ``[B, ...]`` or one sample without the batch axis) or an image
+file (PNG / PGM; preprocessed as the bundle's manifest says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HELP = "run a bundle with the torch-free runtime (onnxruntime / LiteRT)"
+IMAGE_SUFFIXES = (".png", ".pgm")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "run",
+        help=HELP,
+        description=HELP + ". INPUT is a .npy array (batch [B, ...] or one sample) or a PNG/PGM image. "
+        "Needs numpy and onnxruntime or ai-edge-litert; never imports torch.",
+    )
+    parser.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `edgeode export`")
+    parser.add_argument("input", metavar="INPUT", help="a .npy file, or a .png / .pgm image")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "litert", "tflite-runtime"),
+                        help="inference backend (default: auto = onnxruntime for ONNX if installed, else LiteRT, "
+                        "else tflite-runtime)")
+    parser.add_argument("--mode", default=None, choices=("fused", "loop"),
+                        help="fused: one call of the whole-solve graph; loop: numpy solver loop around the exported "
+                        "field (default: fused, or loop when --solver is given)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: backend's own)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="solver steps over [t0, t1] (default: the bundle's; fused TFLite cannot change them)")
+    parser.add_argument("--solver", default=None, help="Butcher tableau for loop mode: euler, midpoint, heun, rk4, "
+                        "rk4_38 (default: the bundle's)")
+    parser.add_argument("--precision", default="float32",
+                        choices=("float32", "float16", "int8-dynamic", "int8-weight"),
+                        help="which artifacts of the bundle to run (default: float32)")
+    parser.add_argument("--top", type=int, default=3, help="classes shown per sample in text output (default: 3)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object: predictions, backend, mode, latency_ms, ...")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _softmax(scores):
+    import numpy as np
+
+    z = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _read_input(path: Path, model):
+    import numpy as np
+
+    from edgeode.errors import DataError, ShapeError
+    from edgeode.runtime import preprocess_image
+
+    if not path.is_file():
+        raise DataError(f"input file {path} not found")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return preprocess_image(path, model.manifest)
+    if path.suffix.lower() != ".npy":
+        raise DataError(f"{path}: unknown input type; pass a .npy array or a .png / .pgm image")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path} is not a readable .npy file ({exc})") from None
+    rank = len(model.manifest.input.tensor.shape)
+    if x.ndim == rank - 1:
+        x = x[None]
+    if x.dtype.kind in "iu":
+        raise ShapeError(
+            f"{path} holds {x.dtype} values; the model takes preprocessed float32 input. Preprocess first "
+            "(x = (raw * scale - mean) / std from the manifest) or pass the image file itself"
+        )
+    return x
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from edgeode.runtime import load
+
+    mode = args.mode or ("loop" if args.solver else "fused")
+    model = load(args.bundle, backend=args.backend, mode=mode, threads=args.threads, precision=args.precision,
+                 steps=args.steps, tableau=args.solver)
+    try:
+        x = _read_input(Path(args.input), model)
+        start = time.perf_counter()
+        out = model.predict(x)
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        desc = model.describe()
+    finally:
+        model.close()
+    labels = model.manifest.output.labels
+    preds = []
+    if model.manifest.kind == "classifier":
+        probs = _softmax(out.astype(np.float64))
+        for i, row in enumerate(out):
+            k = int(np.argmax(row))
+            preds.append({
+                "index": i,
+                "label": labels[k] if labels and k < len(labels) else str(k),
+                "class": k,
+                "score": float(probs[i, k]),
+                "scores": [float(v) for v in row],
+            })
+    else:
+        for i, row in enumerate(out):
+            preds.append({"index": i, "label": None, "final_state": [float(v) for v in np.ravel(row)]})
+    if args.json:
+        result = {
+            "bundle": str(args.bundle),
+            "input": str(args.input),
+            "kind": model.manifest.kind,
+            "backend": desc["backend"],
+            "mode": desc["mode"],
+            "precision": desc["precision"],
+            "tableau": desc["tableau"],
+            "steps": desc["steps"],
+            "field_evaluations": desc["field_evaluations"],
+            "batch": int(x.shape[0]),
+            "latency_ms": latency_ms,
+            "predictions": preds,
+        }
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    solve = f", {desc['tableau']} x {desc['steps']} steps" if desc["tableau"] else ""
+    print(f"{desc['arch']} ({desc['kind']}) on {desc['backend']}, mode {desc['mode']}{solve}: "
+          f"{len(preds)} sample(s) in {latency_ms:.2f} ms")
+    for p in preds:
+        if "final_state" in p:
+            print(f"  [{p['index']}] final state: " + ", ".join(f"{v:.6g}" for v in p["final_state"]))
+            continue
+        order = np.argsort(p["scores"])[::-1][: max(1, args.top)]
+        probs = _softmax(np.asarray(p["scores"], np.float64))
+        alts = ", ".join(f"{labels[k] if labels and k < len(labels) else k} {probs[k]:.3f}" for k in order)
+        print(f"  [{p['index']}] {p['label']}  (p = {p['score']:.3f}; top: {alts})")
+    return 0

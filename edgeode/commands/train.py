@@ -1,0 +1,136 @@
+"""``edgeode train``: train an ODE-Net, RK-Net, ResNet, VGG or the spiral dynamics model.
+
+Writes RUN_DIR with config.json, metrics.json, dataset.json and weights.pt. Runs under
+``torchrun --nproc_per_node=K edgeode train ...`` with DistributedDataParallel (gloo, CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgeode.tableaus import tableau_names
+
+MODELS = ("odenet", "rknet", "resnet", "vgg", "spiral")
+DATA = ("digits", "mnist", "spiral")
+
+#: Defaults per data set; any option given on the command line wins.
+DEFAULTS: dict[str, dict] = {
+    # 8x8 digits: one downsampling conv, 32 channels, ODE on 32x3x3; ~95% test accuracy in well under a minute.
+    "digits": {"width": 32, "downsample": 1, "steps": 4, "epochs": 12, "batch_size": 32, "lr": 3e-3},
+    # 28x28 MNIST: the paper's network (64 channels, two downsamplings, ODE on 64x7x7).
+    "mnist": {"width": 64, "downsample": 2, "steps": 10, "epochs": 2, "batch_size": 128, "lr": 1e-3},
+    # Spiral windows of 0.5 time units in 20 intervals (torchdiffeq examples/ode_demo.py setup).
+    "spiral": {"width": 64, "downsample": 1, "steps": 20, "epochs": 30, "batch_size": 20, "lr": 1e-3},
+}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model and write a run directory",
+        description=(
+            "Train a model and write RUN_DIR (config.json, metrics.json, dataset.json, weights.pt). "
+            "The run is built in a temporary directory beside RUN_DIR and renamed into place when done. "
+            "Data sets need no download: digits (scikit-learn's bundled 8x8 digits), spiral (generated), "
+            "mnist (IDX files in --data-path). Defaults depend on the data set (shown as 'auto'). "
+            "For several processes: torchrun --nproc_per_node=K $(which edgeode) train ..."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory to create")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace RUN_DIR if it exists (only after the new run succeeded)")
+    p.add_argument("--model", default="odenet", metavar="|".join(MODELS),
+                   help="odenet (adjoint), rknet (backprop through the solver), resnet, vgg, or spiral (dynamics)")
+    p.add_argument("--data", default=None, metavar="|".join(DATA),
+                   help="data set; auto: spiral for --model spiral, else digits")
+    p.add_argument("--data-path", default=None, metavar="DIR",
+                   help="directory of the MNIST IDX files (t10k-*-ubyte[.gz], optionally train-*); needed for mnist")
+    p.add_argument("--solver", default="rk4", metavar="|".join(tableau_names()), help="Runge-Kutta tableau")
+    p.add_argument("--steps", type=int, default=None, help="fixed solver steps over [t0, t1] (auto: per data set)")
+    grad = p.add_mutually_exclusive_group()
+    grad.add_argument("--adjoint", dest="adjoint", action="store_true", default=None,
+                      help="gradients by the adjoint method (default for odenet and spiral)")
+    grad.add_argument("--backprop", dest="adjoint", action="store_false",
+                      help="gradients by backprop through the solver (default for rknet)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training set (auto: per data set)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch size (split across torchrun processes) (auto: per data set)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (auto: per data set)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data split and data order")
+    p.add_argument("--width", type=int, default=None, help="channels of the conv models (auto: 32 digits, 64 mnist)")
+    p.add_argument("--downsample", type=int, default=None,
+                   help="stride-2 downsampling convs before the ODE/res blocks (auto: 1 digits, 2 mnist)")
+    p.add_argument("--res-blocks", type=int, default=6, help="residual blocks of --model resnet")
+    p.add_argument("--vgg-widths", default=None, metavar="W1,W2,...",
+                   help="channels per VGG stage (auto: 32,64 for digits, 64,128,256 for mnist)")
+    p.add_argument("--hidden", type=int, default=50, help="hidden units of the spiral field")
+    p.add_argument("--t1", type=float, default=None, help="end time of the ODE block (auto: 1, 0.5 for spiral)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per process (auto: all cores, shared among torchrun processes)")
+    p.add_argument("--train-limit", type=int, default=None, metavar="N",
+                   help="train on only the first N training examples (smoke tests); the test split is unchanged")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def build_config(args: argparse.Namespace):
+    """Turn parsed arguments into a validated TrainConfig (imports torch)."""
+    from edgeode.errors import ConfigError
+    from edgeode.train.checkpoint import TrainConfig
+    from edgeode.train.data import SPIRAL_POINTS, SPIRAL_T_END, SPIRAL_WINDOW
+    from edgeode.train.models import ModelConfig
+
+    if args.model not in MODELS:
+        raise ConfigError(f"unknown --model {args.model!r}; choose one of: {', '.join(MODELS)}")
+    data = args.data or ("spiral" if args.model == "spiral" else "digits")
+    if data not in DATA:
+        raise ConfigError(f"unknown --data {data!r}; choose one of: {', '.join(DATA)}")
+    d = DEFAULTS[data]
+
+    def pick(name: str):
+        value = getattr(args, name)
+        return d[name] if value is None else value
+
+    adjoint = args.adjoint
+    if adjoint is None:
+        adjoint = args.model in ("odenet", "spiral")
+    if args.model == "rknet" and adjoint:
+        raise ConfigError("--model rknet means backprop through the solver; use --model odenet for --adjoint")
+    if data == "spiral":
+        image_size, in_channels, num_classes = 1, 1, 1
+        t1 = args.t1 if args.t1 is not None else SPIRAL_WINDOW * SPIRAL_T_END / (SPIRAL_POINTS - 1)
+    else:
+        image_size, in_channels, num_classes = (8 if data == "digits" else 28), 1, 10
+        t1 = args.t1 if args.t1 is not None else 1.0
+    if args.vgg_widths is not None:
+        try:
+            vgg = tuple(int(w) for w in args.vgg_widths.split(","))
+        except ValueError:
+            raise ConfigError(f"--vgg-widths must be comma-separated integers like 32,64, got {args.vgg_widths!r}") from None
+    else:
+        vgg = (32, 64) if data == "digits" else (64, 128, 256)
+    model = ModelConfig(
+        arch=args.model, in_channels=in_channels, image_size=image_size, num_classes=num_classes,
+        width=pick("width"), downsample=pick("downsample"), res_blocks=args.res_blocks, vgg_widths=vgg,
+        solver=args.solver, steps=pick("steps"), t0=0.0, t1=t1, adjoint=bool(adjoint), hidden=args.hidden,
+    )
+    return TrainConfig(model=model, data=data, data_path=args.data_path, epochs=pick("epochs"),
+                       batch_size=pick("batch_size"), lr=pick("lr"), seed=args.seed,
+                       weight_decay=args.weight_decay, threads=args.threads,
+                       train_limit=args.train_limit)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeode.train.trainer import train
+
+    config = build_config(args)
+    result = train(config, args.output, progress=not args.quiet, overwrite=args.overwrite)
+    if result.run_dir is not None:
+        summary = {k: v for k, v in result.metrics.items()
+                   if k in ("test_accuracy", "test_loss", "train_time_s", "parameters")}
+        print(f"wrote {result.run_dir}: {json.dumps(summary)}")
+    return 0

@@ -1,0 +1,186 @@
+"""The measured process of ``edgeode profile``: ``python -m edgeode.devices.child MODE ... --out FILE``.
+
+The profiler runs every measurement in a fresh child process so that its peak resident memory is
+the model's and the runtime's alone (not the parent's, which may hold torch), and so that a model
+too large for the machine kills a child, not the host command. Modes:
+
+``run``    load a bundle with :func:`edgeode.runtime.load`, warm up, time ``--runs`` inferences
+``floor``  import the backend and open a trivial session: the runtime's own memory floor
+``alloc``  allocate and touch ``--mb`` MiB with numpy (tests check the profiler against it)
+
+The result is one JSON object written atomically to ``--out``; on failure it holds ``error`` and
+``error_type``. Imports only numpy, the standard library and :mod:`edgeode.runtime` (never torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# A 1x1 float32 Identity graph (opset 13, IR 7), built once with onnx.helper: the floor session.
+_IDENTITY_ONNX = base64.b64decode(
+    "CAcSB2VkZ2VvZGU6PwoQCgF4EgF5IghJZGVudGl0eRIBZ1oTCgF4Eg4KDAgBEggKAggBCgIIAWITCgF5Eg4KDAgBEggKAggBCgIIAUIECgAQDQ=="
+)
+
+
+def _mb(nbytes: float) -> float:
+    return nbytes / 2**20
+
+
+def _vmhwm_mb() -> float | None:
+    """The kernel's peak resident set of this process (``VmHWM``), Linux only."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _ru_maxrss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB on Linux
+
+
+def _memory() -> dict[str, Any]:
+    return {"ru_maxrss_mb": _ru_maxrss_mb(), "vmhwm_mb": _vmhwm_mb(), "rss_end_mb": _rss_mb()}
+
+
+def _floor(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    backend = args.backend
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = args.threads or 0
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(_IDENTITY_ONNX, sess_options=opts, providers=["CPUExecutionProvider"])
+        sess.run(None, {"x": np.ones((1, 1), np.float32)})
+        what = "numpy + onnxruntime + a 1x1 Identity session"
+    else:
+        module = "ai_edge_litert.interpreter" if backend == "litert" else "tflite_runtime.interpreter"
+        __import__(module)
+        what = f"numpy + {module} imported (no session: no trivial TFLite model ships)"
+    return {"floor": what, **_memory()}
+
+
+def _alloc(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    before = _rss_mb()
+    block = np.ones(int(args.mb * 2**20) // 8, dtype=np.float64)  # np.ones writes every page
+    touched = float(block[:: 4096 // 8].sum())
+    time.sleep(args.hold)
+    return {"allocated_mb": _mb(block.nbytes), "rss_before_mb": before, "checksum": touched, **_memory()}
+
+
+def _read_rapl() -> int | None:
+    from edgeode.devices.power import read_rapl_uj
+
+    return read_rapl_uj()
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from edgeode.runtime import load
+
+    t0 = time.perf_counter()
+    model = load(args.bundle, backend=args.backend, mode=args.mode, threads=args.threads, precision=args.precision,
+                 batch=args.batch_artifact)
+    load_s = time.perf_counter() - t0
+    rss_after_load = _rss_mb()
+    spec = model.manifest.input.tensor
+    shape = [args.batch if d is None else d for d in spec.shape]
+    shape[0] = args.batch
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    for _ in range(args.warmup):
+        model.predict(x)
+    latencies = []
+    energy0 = _read_rapl()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        model.predict(x)
+        latencies.append((time.perf_counter() - start) * 1e3)
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    energy1 = _read_rapl()
+    describe = model.describe()
+    model.close()
+    rapl = None
+    if energy0 is not None and energy1 is not None:
+        from edgeode.devices.power import rapl_delta_uj
+
+        rapl = rapl_delta_uj(energy0, energy1)
+    return {
+        "load_s": load_s,
+        "rss_after_load_mb": rss_after_load,
+        "latencies_ms": latencies,
+        "timed_wall_s": wall,
+        "timed_cpu_s": cpu,
+        "rapl_uj": rapl,
+        "input_shape": shape,
+        "field_evaluations": model.field_evaluations,
+        "describe": describe,
+        **_memory(),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m edgeode.devices.child", description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=("run", "floor", "alloc"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--bundle")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--mode", default="fused")
+    p.add_argument("--precision", default="float32")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch-artifact", type=int, default=None)
+    p.add_argument("--mb", type=float, default=0.0)
+    p.add_argument("--hold", type=float, default=0.2)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result = {"floor": _floor, "alloc": _alloc, "run": _run}[args.what](args)
+        code = 0
+    except MemoryError:
+        result, code = {"error": "out of memory while loading or running the model", "error_type": "MemoryError"}, 3
+    except Exception as exc:  # reported to the parent, which raises a typed error
+        result, code = {"error": str(exc), "error_type": type(exc).__name__}, 3
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, out)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""``edgeode profile``: memory, latency, CPU time, MACs and energy of a bundle for a device.
+
+Steps (each measurement in a fresh child process, :mod:`edgeode.devices.child`):
+
+1. the **runtime floor**: a child that imports numpy and the backend and opens a trivial session;
+2. the **model**: a child that loads the bundle with :func:`edgeode.runtime.load` (load time),
+   runs ``warmup`` untimed and ``runs`` timed inferences (latency percentiles, process CPU time,
+   RAPL energy where readable);
+3. peak resident memory of both, sampled by the parent and from the kernel
+   (:mod:`edgeode.devices.measure`); the model adds ``peak(model) - peak(floor)``;
+4. MACs per inference from the bundle's ONNX graphs (:mod:`edgeode.devices.macs`);
+5. device figures: measured on a calibrated device, else host figures scaled
+   (:mod:`edgeode.devices.scaling`) and labelled *estimate*; energy by the CPU-time proxy
+   (:mod:`edgeode.devices.power`);
+6. a verdict on RAM and storage: "does not fit: needs X MB, device has Y MB".
+
+ONNX Runtime's idle spinning is off (the runtime sets ``session.intra_op.allow_spinning=0``) so the
+CPU time is work, not spinning. Threads default to ``min(device cores, host CPUs)``.
+Memory figures are MiB (2**20 bytes), written ``MB`` as the devices' RAM is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeode.devices.hostinfo import cpu_count
+from edgeode.devices.measure import ChildFailed, ChildRun, ChildTimeout, run_child
+from edgeode.devices.power import energy_proxy, rapl_readable
+from edgeode.devices.profiles import DeviceProfile, load_profile
+from edgeode.devices.scaling import Scaling, decide_scaling
+from edgeode.errors import ConfigError
+
+__all__ = ["FitVerdict", "ProfileReport", "profile_bundle", "fit_verdict", "percentiles", "dir_size_mb"]
+
+SPINNING_NOTE = ("ONNX Runtime idle spinning is off (session.intra_op.allow_spinning=0, set by edgeode.runtime): "
+                 "CPU time counts work, not spinning threads")
+
+
+@dataclass
+class FitVerdict:
+    """Does the model fit the device's RAM and storage? ``message`` says it in words."""
+
+    fits: bool
+    ram_needed_mb: float
+    ram_available_mb: float
+    ram_total_mb: float
+    storage_needed_mb: float
+    storage_mb: float
+    message: str
+    basis: str
+
+
+@dataclass
+class ProfileReport:
+    """Everything ``edgeode profile --json`` prints (keys carry their units)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99 (nearest-rank on the sorted values), mean and min."""
+    if not values:
+        return {"p50": math.nan, "p95": math.nan, "p99": math.nan, "mean": math.nan, "min": math.nan}
+    s = sorted(values)
+
+    def rank(p: float) -> float:
+        return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "mean": sum(s) / len(s), "min": s[0]}
+
+
+def dir_size_mb(path: str | Path) -> float:
+    """Bytes on disk of every file under ``path``, in MiB."""
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size / 2**20
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
+
+
+def fit_verdict(profile: DeviceProfile, ram_needed_mb: float, storage_needed_mb: float, basis: str) -> FitVerdict:
+    """Compare needs with what the device has (RAM minus what its OS keeps; storage)."""
+    avail = profile.available_ram_mb
+    problems = []
+    if ram_needed_mb > avail:
+        problems.append(
+            f"needs {ram_needed_mb:.1f} MB RAM, device has {avail:.1f} MB available "
+            f"({profile.ram_mb:g} MB total, about {profile.os_reserved_mb:g} MB kept by the OS)"
+        )
+    if storage_needed_mb > profile.storage_mb:
+        problems.append(f"needs {storage_needed_mb:.1f} MB storage, device has {profile.storage_mb:g} MB")
+    if problems:
+        message = f"does not fit {profile.name}: " + "; ".join(problems)
+    else:
+        message = (f"fits {profile.name}: needs {ram_needed_mb:.1f} MB of {avail:.1f} MB available RAM "
+                   f"({100 * ram_needed_mb / avail:.0f}%), {storage_needed_mb:.1f} MB of {profile.storage_mb:g} MB storage")
+    return FitVerdict(not problems, ram_needed_mb, avail, profile.ram_mb, storage_needed_mb, profile.storage_mb,
+                      message, basis)
+
+
+def _macs(bundle: Path, manifest: Any, used: dict[str, str], field_evals: int, steps: int | None,
+          batch: int) -> dict[str, Any]:
+    from edgeode.devices.macs import count_macs
+
+    total, by_op, complete, counted = 0, {}, True, {}
+    for role, rel in used.items():
+        art = next((a for a in manifest.artifacts if a.path == rel), None)
+        if art is None:
+            continue
+        onnx_art = art if art.format == "onnx" else manifest.find(role, "onnx", "float32")
+        if onnx_art is None:
+            return {"total": None, "note": f"no ONNX graph for role {role!r} to count MACs from"}
+        count = count_macs(bundle / onnx_art.path, batch=batch, loop_trips=steps)
+        times = field_evals if role == "field" else 1
+        total += count.total * times
+        for op, n in count.by_op.items():
+            by_op[op] = by_op.get(op, 0) + n * times
+        complete = complete and count.complete
+        counted[role] = {"file": onnx_art.path, "macs": count.total, "calls_per_inference": times,
+                         "loops": count.loops, "unknown_nodes": count.unknown}
+    return {"total": total, "per_sample": total // max(batch, 1), "by_op": by_op, "complete": complete,
+            "artifacts": counted}
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="profile", unit="step", leave=False)
+
+
+def _step(bar: Any, text: str) -> None:
+    if bar is not None:
+        bar.set_description(text)
+        bar.update(1)
+
+
+def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: str = "auto", mode: str = "fused",
+                   threads: int | None = None, runs: int = 50, warmup: int = 5, batch: int = 1,
+                   precision: str = "float32", timeout: float = 300.0, count_macs: bool = True,
+                   progress: bool = True) -> ProfileReport:
+    """Profile ``bundle`` for ``device`` (a profile name or :class:`DeviceProfile`); see the module doc.
+
+    Raises:
+        DeviceError: unknown device. BundleError: not a bundle. ConfigError: bad option values.
+        ChildTimeout: the model ran past ``timeout`` seconds.
+    """
+    from edgeode.runtime.manifest import Manifest
+
+    profile = load_profile(device) if isinstance(device, str) else device
+    for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    bundle = Path(bundle)
+    manifest = Manifest.read(bundle)
+    host_cores = cpu_count()
+    if threads is None:
+        threads = max(1, min(profile.cpu.cores, host_cores))
+    notes: list[str] = []
+    bar = _progress(progress, 3)
+    try:
+        scaling = decide_scaling(profile)
+        _step(bar, "runtime floor")
+        resolved_backend = backend
+        if backend == "auto":
+            from edgeode.runtime.backends import BACKEND_FORMAT, backend_available
+
+            formats = {a.format for a in manifest.artifacts if a.precision == precision}
+            resolved_backend = next((b for b in ("onnxruntime", "litert", "tflite-runtime")
+                                     if BACKEND_FORMAT[b] in formats and backend_available(b)), "onnxruntime")
+        floor = run_child(["floor", "--backend", resolved_backend, "--threads", str(threads)], timeout=min(timeout, 120))
+        _step(bar, f"model: {warmup} warm-up + {runs} timed runs")
+        args = ["run", "--bundle", str(bundle), "--backend", resolved_backend, "--mode", mode, "--precision", precision,
+                "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup), "--batch", str(batch)]
+        error = None
+        try:
+            run: ChildRun | None = run_child(args, timeout=timeout)
+        except ChildFailed as exc:
+            if exc.error_type not in ("MemoryError", "Killed"):
+                raise
+            run, error = None, str(exc)
+        _step(bar, "done")
+    finally:
+        if bar is not None:
+            bar.close()
+    data = _assemble(bundle, manifest, profile, scaling, floor, run, error, resolved_backend, mode, threads, runs,
+                     warmup, batch, precision, count_macs, notes)
+    return ProfileReport(data)
+
+
+def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scaling, floor: ChildRun,
+              run: ChildRun | None, error: str | None, backend: str, mode: str, threads: int, runs: int, warmup: int,
+              batch: int, precision: str, want_macs: bool, notes: list[str]) -> dict[str, Any]:
+    floor_mb = floor.peak_rss_mb
+    bundle_mb = dir_size_mb(bundle)
+    d: dict[str, Any] = {
+        "device": profile.name,
+        "device_display_name": profile.display_name,
+        "figures": scaling.label,
+        "estimate": not scaling.on_device,
+        "scaling": scaling.to_dict(),
+        "bundle": str(bundle),
+        "arch": manifest.model.get("arch"),
+        "kind": manifest.kind,
+        "backend": backend,
+        "mode": mode,
+        "precision": precision,
+        "threads": threads,
+        "batch": batch,
+        "runs": runs,
+        "warmup": warmup,
+        "bundle_size_mb": bundle_mb,
+        "runtime_floor_mb": floor_mb,
+        "runtime_floor": floor.result.get("floor"),
+        "spinning": SPINNING_NOTE,
+    }
+    if backend not in profile.runtimes:
+        notes.append(f"{profile.name} cannot run {backend} (its runtimes: {', '.join(profile.runtimes)}); "
+                     "memory and time are for the host's runtime")
+    if profile.device_class == "mcu":
+        notes.append("microcontroller: no Python/ONNX Runtime; on the board TFLite Micro keeps weights in flash and "
+                     "activations in a RAM arena, so the host's model-added memory is an upper bound for RAM need")
+    if run is None:
+        weights_mb = sum(a.size for a in manifest.artifacts if a.format == "onnx" and a.precision == precision) / 2**20
+        need = floor_mb + weights_mb
+        d.update({"error": error, "peak_rss_mb": None, "latency_ms": None})
+        d["fits"] = asdict(fit_verdict(profile, need, bundle_mb,
+                                       "static: runtime floor + weights (the host could not run the model)"))
+        d["notes"] = notes
+        return d
+    res = run.result
+    lat_host = percentiles(res["latencies_ms"])
+    cpu_host_s = res["timed_cpu_s"] / runs
+    wall_host_s = res["timed_wall_s"] / runs
+    peak = run.peak_rss_mb
+    used = res["describe"].get("artifacts", {})
+    used_mb = sum((bundle / p).stat().st_size for p in used.values() if (bundle / p).is_file()) / 2**20
+    d.update({
+        "artifacts_used": used,
+        "artifacts_size_mb": used_mb,
+        "load_time_ms": res["load_s"] * 1e3,
+        "load_time_note": "measured on the host, not scaled (imports and file I/O dominate it, not arithmetic)",
+        "peak_rss_mb": peak,
+        "peak_rss_sampled_mb": run.peak_rss_sampled_mb,
+        "peak_rss_kernel_mb": run.peak_rss_kernel_mb,
+        "model_added_mb": max(peak - floor_mb, 0.0),
+        "field_evaluations": res["field_evaluations"],
+        "steps": res["describe"].get("steps"),
+        "tableau": res["describe"].get("tableau"),
+        "host_latency_ms": lat_host,
+        "host_cpu_ms_per_inference": cpu_host_s * 1e3,
+        "host_load_time_ms": res["load_s"] * 1e3,
+    })
+    if scaling.factor is not None:
+        f = scaling.factor
+        d["latency_ms"] = {k: v * f for k, v in lat_host.items()}
+        d["cpu_ms_per_inference"] = cpu_host_s * f * 1e3
+        e = energy_proxy(cpu_host_s * f, wall_host_s * f, profile.power.idle_w, profile.power.load_w, profile.cpu.cores)
+        d["energy_proxy_mj"] = e.dynamic_mj
+        d["energy_proxy_with_idle_mj"] = e.with_idle_mj
+    else:
+        d["latency_ms"] = None
+        d["cpu_ms_per_inference"] = None
+        d["energy_proxy_mj"] = None
+        d["energy_proxy_with_idle_mj"] = None
+        notes.append(f"no device timings: {scaling.emulation}; host figures are under host_*")
+    d["energy_model"] = (f"CPU-seconds x (load_w - idle_w) / cores = x ({profile.power.load_w:g} - "
+                         f"{profile.power.idle_w:g}) W / {profile.cpu.cores}; with_idle adds idle_w x latency "
+                         "(see edgeode.devices.power)")
+    if res.get("rapl_uj") is not None:
+        d["rapl_energy_mj_per_inference"] = res["rapl_uj"] / 1e3 / runs
+        d["rapl"] = "host CPU package energy (all processes) over the timed runs, from intel-rapl energy_uj"
+    else:
+        d["rapl_energy_mj_per_inference"] = None
+        d["rapl"] = "not readable on this host" if not rapl_readable() else "not measured"
+    if want_macs:
+        try:
+            d["macs"] = _macs(bundle, manifest, used, res["field_evaluations"], res["describe"].get("steps"), batch)
+        except Exception as exc:  # onnx missing or unreadable graph: the rest of the profile stands
+            d["macs"] = {"total": None, "note": str(exc)}
+        d["macs_per_inference"] = d["macs"].get("total")
+    if profile.device_class == "mcu":
+        ram_need, basis = d["model_added_mb"], "model-added memory on the host (MCU: no Python floor)"
+        storage = used_mb
+    elif not profile.python:
+        ram_need, basis = peak, "peak resident memory of the host process (an app embeds a similar runtime)"
+        storage = bundle_mb
+    else:
+        ram_need, basis = peak, "peak resident memory of python + runtime + model, measured on the host"
+        storage = bundle_mb
+    d["fits"] = asdict(fit_verdict(profile, ram_need, storage, basis))
+    notes.append("memory is measured on the host's build of the runtime; on the device it differs by the binaries' size")
+    d["notes"] = notes
+    return d

@@ -1,0 +1,257 @@
+"""Build a bundle: export every artifact, pass each through the parity gate, write the manifest.
+
+The bundle is built in a temporary directory beside the destination and renamed into place only
+when every artifact has passed, so a failed export (a :class:`~edgeode.errors.ParityError`, a
+converter crash, Ctrl-C) leaves nothing at the destination, and ``overwrite`` keeps the old bundle
+until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeode.errors import ConfigError, DataError, ParityError
+from edgeode.export.parity import check_parity, tolerance_for
+from edgeode.export.plan import Job, plan_jobs, prepare
+from edgeode.export.specs import file_digest, onnx_specs, tflite_specs
+from edgeode.runtime.manifest import (
+    MANIFEST_NAME,
+    Artifact,
+    InputSpec,
+    Manifest,
+    OutputSpec,
+    Preprocess,
+    SolverSpec,
+    TensorSpec,
+)
+from edgeode.train.models import ModelConfig, count_parameters
+
+__all__ = ["ExportSource", "export_model", "export_run", "FORMATS", "QUANTIZATIONS"]
+
+FORMATS = ("onnx", "tflite")
+QUANTIZATIONS = ("int8-dynamic", "int8-weight", "float16")
+_TOOLS = ("edgeode", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert",
+          "ai-edge-quantizer", "numpy")
+
+
+@dataclass
+class ExportSource:
+    """A trained model and what the bundle must say about its input and output.
+
+    ``samples`` are a few real inputs (test set) for the parity gate; random inputs are added.
+    """
+
+    model: nn.Module
+    config: ModelConfig
+    input_shape: tuple[int, ...]
+    preprocess: dict = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    samples: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+
+def _check_options(formats, tflite_batch, quantize, tolerance) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    formats = tuple(dict.fromkeys(formats))
+    if not formats:
+        raise ConfigError(f"no export format given; choose from {', '.join(FORMATS)}")
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)} (e.g. --formats onnx,tflite)")
+    quantize = tuple(dict.fromkeys(quantize))
+    for q in quantize:
+        if q not in QUANTIZATIONS:
+            raise ConfigError(f"unknown quantization {q!r}; choose from {', '.join(QUANTIZATIONS)}")
+    if isinstance(tflite_batch, bool) or not isinstance(tflite_batch, int) or tflite_batch < 1:
+        raise ConfigError(f"tflite batch must be a positive integer (the fixed batch of the TFLite files), got {tflite_batch!r}")
+    if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance > 0):
+        raise ConfigError(f"tolerance must be a positive number (max abs difference from torch), got {tolerance!r}")
+    return formats, quantize
+
+
+def _prepare_destination(out_dir: Path, overwrite: bool) -> Path:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise ConfigError(f"bundle destination {out_dir} exists and is not a directory; choose another -o path")
+        if any(out_dir.iterdir()) and not overwrite:
+            raise ConfigError(f"bundle destination {out_dir} exists and is not empty; pass --overwrite "
+                              "(overwrite=True) to replace it, or choose another -o path")
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+    except OSError as exc:
+        raise ConfigError(f"cannot write the bundle beside {out_dir} ({exc}); choose a writable -o path") from None
+    return tmp
+
+
+def _commit(tmp: Path, out_dir: Path) -> None:
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _tool_versions() -> dict:
+    from importlib import metadata
+
+    tools = {"python": sys.version.split()[0]}
+    for name in _TOOLS:
+        try:
+            tools[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return tools
+
+
+def _sample_inputs(source: ExportSource, n_real: int = 4, n_random: int = 3) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    parts = []
+    if source.samples is not None and len(source.samples):
+        parts.append(source.samples[:n_real].to(torch.float32))
+    parts.append(torch.randn(n_random, *source.input_shape, generator=gen))
+    return torch.cat(parts).contiguous()
+
+
+def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict) -> Artifact:
+    path = tmp / job.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    job.build(path)
+    timings[job.path] = round(time.perf_counter() - start, 2)
+    result = check_parity(path, job.path, job.format, job.cases, bound_scale, job.batch)
+    if not result.ok:
+        raise ParityError(
+            f"parity gate failed for {job.path} (role {job.role}, {job.format}, {job.precision}): the runtime's output "
+            f"differs from torch by {result.max_abs:.3g}, more than the tolerance {result.bound:.3g} "
+            f"({'; '.join(result.details)}). The converted model is wrong or too imprecise: export without this format "
+            "(--formats) or precision, or pass a larger --tolerance if the difference is acceptable"
+        )
+    if job.format == "onnx":
+        inputs, outputs, opset = onnx_specs(path)
+    else:
+        inputs, outputs = tflite_specs(path)
+        opset = None
+    sha, size = file_digest(path)
+    return Artifact(path=job.path, role=job.role, format=job.format, precision=job.precision, sha256=sha, size=size,
+                    batch=job.batch, inputs=inputs, outputs=outputs, opset=opset,
+                    parity_max_abs=result.max_abs, parity_tolerance=result.bound)
+
+
+def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,
+                 quantize: tuple[str, ...] = (), tolerance: float | None = None, progress: bool = True,
+                 overwrite: bool = False) -> Manifest:
+    """Export ``source.model`` to a bundle at ``out_dir`` and return its manifest.
+
+    Raises:
+        ConfigError: bad option, or ``out_dir`` is not empty and ``overwrite`` is false.
+        ExportError: a converter failed. ParityError: an artifact disagrees with torch.
+    """
+    formats, quantize = _check_options(formats, tflite_batch, quantize, tolerance)
+    out_dir = Path(out_dir).expanduser()
+    cfg = source.config
+    with torch.no_grad():
+        prepared = prepare(source.model, cfg.arch, _sample_inputs(source))
+    jobs = plan_jobs(prepared, formats, tflite_batch)
+    tmp = _prepare_destination(out_dir, overwrite)
+    timings: dict[str, float] = {}
+    artifacts: list[Artifact] = []
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="export", unit="file", disable=not progress, file=sys.stderr)
+        for job in jobs:
+            bar.set_postfix_str(job.path)
+            artifacts.append(_build_artifact(job, tmp, tolerance_for("float32", tolerance), timings))
+            bar.update()
+        if quantize:
+            from edgeode.export.quantize import quantized_jobs
+
+            qjobs = quantized_jobs(jobs, quantize, tmp)
+            bar.total += len(qjobs)
+            for job in qjobs:
+                bar.set_postfix_str(job.path)
+                artifacts.append(_build_artifact(job, tmp, tolerance_for(job.precision, tolerance), timings))
+                bar.update()
+        bar.close()
+        manifest = _manifest(source, prepared, artifacts, timings)
+        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        Manifest.read(tmp)  # the strict parser accepts what we wrote
+        _commit(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _manifest(source: ExportSource, p, artifacts: list[Artifact], timings: dict) -> Manifest:
+    cfg = source.config
+    model_info = {
+        "arch": cfg.arch,
+        "parameters": count_parameters(source.model),
+        "config": cfg.to_dict(),
+        **source.info,
+        "export": {"seconds": timings, "time_channel_rewrites": p.rewrites, "rewrite_max_abs": p.rewrite_max_abs},
+    }
+    pre = Preprocess.from_dict(source.preprocess, "input.preprocess") if source.preprocess else Preprocess()
+    if p.kind == "dynamics":
+        inp = InputSpec(TensorSpec("y0", (None, *source.input_shape)), pre)
+        out = OutputSpec(TensorSpec("states", (p.steps + 1, None, *source.input_shape)), None)
+    else:
+        inp = InputSpec(TensorSpec("x", (None, *source.input_shape)), pre)
+        out = OutputSpec(TensorSpec("logits", (None, cfg.num_classes)),
+                         tuple(source.labels) if source.labels else tuple(str(i) for i in range(cfg.num_classes)))
+    solver = None
+    if p.tableau is not None:
+        solver = SolverSpec(p.tableau, p.t0, p.t1, p.steps, (None, *p.state_shape))
+    return Manifest(kind=p.kind, model=model_info, input=inp, output=out, solver=solver, artifacts=tuple(artifacts),
+                    tools=_tool_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,
+               quantize: tuple[str, ...] = (), tolerance: float | None = None, progress: bool = True,
+               overwrite: bool = False) -> Manifest:
+    """Export a trained run directory (``edgeode train -o RUN_DIR``) to a checked bundle at ``out_dir``.
+
+    Real test samples for the parity gate come from the run's data set when it can be loaded
+    (MNIST needs its files at the recorded path); random inputs are used in any case.
+    """
+    from edgeode.train.checkpoint import load_run
+
+    run = load_run(run_dir)
+    info = run.dataset_info or {}
+    samples = None
+    labels = list(info.get("labels") or [])
+    preprocess = dict(info.get("preprocess") or {})
+    input_shape = tuple(info.get("input_shape") or ())
+    try:
+        from edgeode.train.data import load_dataset
+
+        data = load_dataset(run.config.data, run.config.data_path, run.config.seed)
+        samples = data.x_test[:4]
+        labels = labels or list(data.labels)
+        preprocess = preprocess or dict(data.preprocess)
+        input_shape = input_shape or tuple(data.input_shape)
+    except DataError as exc:
+        print(f"edgeode export: warning: data set {run.config.data!r} not available ({exc}); "
+              "the parity gate uses random inputs only", file=sys.stderr)
+    if not input_shape:
+        from edgeode.train.trainer import expected_input_shape
+
+        input_shape = expected_input_shape(run.config.model)
+    source = ExportSource(run.model, run.config.model, input_shape, preprocess, labels, samples,
+                          {"data": run.config.data, "metrics": run.metrics})
+    return export_model(source, out_dir, formats, tflite_batch, quantize, tolerance, progress, overwrite)

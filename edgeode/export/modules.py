@@ -1,0 +1,100 @@
+"""Torch modules that give each exported artifact its exact inputs and outputs.
+
+Each artifact of a bundle is a small module wrapped around parts of a trained model: the ODE-Net's
+encoder, its vector field (``(t, h) -> dh``), its head, or the whole model with the solve unrolled for
+a fixed number of steps (the TFLite ``fused`` artifact; ONNX builds its fused graph as a ``Loop``
+instead, see :mod:`edgeode.export.fused_onnx`).
+
+``Named`` returns a ``{name: tensor}`` dict so that litert-torch names the TFLite signature outputs
+(``dh``, ``logits``, ...) the same as the ONNX graph outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgeode.tableaus import ButcherTableau
+from edgeode.train.solver import solve
+
+__all__ = ["Named", "named", "Field", "UnrolledClassifier", "UnrolledTrajectory"]
+
+
+class Named(nn.Module):
+    """``module(*args)`` returned as ``{name: output}`` (TFLite signature output names)."""
+
+    def __init__(self, module: nn.Module, name: str):
+        super().__init__()
+        self.module = module
+        self.name = name
+
+    def forward(self, *args: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.name: self.module(*args)}
+
+
+class _NamedX(Named):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.name: self.module(x)}
+
+
+class _NamedH(Named):
+    def forward(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.name: self.module(h)}
+
+
+class _NamedY0(Named):
+    def forward(self, y0: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.name: self.module(y0)}
+
+
+class _NamedTH(Named):
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.name: self.module(t, h)}
+
+
+_NAMED = {("x",): _NamedX, ("h",): _NamedH, ("y0",): _NamedY0, ("t", "h"): _NamedTH}
+
+
+def named(module: nn.Module, inputs: tuple[str, ...], output: str) -> Named:
+    """Wrap ``module`` so that its keyword inputs are ``inputs`` and its output is ``{output: ...}``.
+
+    litert-torch names the TFLite signature inputs after the parameters of ``forward``.
+    """
+    return _NAMED[tuple(inputs)](module, output)
+
+
+class Field(nn.Module):
+    """The vector field as a module with positional inputs ``(t, h)`` (t a 0-dim tensor)."""
+
+    def __init__(self, field: nn.Module):
+        super().__init__()
+        self.field = field
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.field(t, h)
+
+
+class UnrolledClassifier(nn.Module):
+    """encoder -> fixed-step solve (Python loop, unrolled when traced) -> head."""
+
+    def __init__(self, encoder: nn.Module, field: nn.Module, head: nn.Module, tableau: ButcherTableau,
+                 t0: float, t1: float, steps: int):
+        super().__init__()
+        self.encoder, self.field, self.head = encoder, field, head
+        self.tableau, self.t0, self.t1, self.steps = tableau, t0, t1, steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = solve(self.field, self.encoder(x), self.tableau, self.t0, self.t1, self.steps)
+        return self.head(h)
+
+
+class UnrolledTrajectory(nn.Module):
+    """y0 [B, D] -> states on the uniform grid ``[steps + 1, B, D]`` (dynamics models)."""
+
+    def __init__(self, field: nn.Module, tableau: ButcherTableau, t0: float, t1: float, steps: int):
+        super().__init__()
+        self.field = field
+        self.tableau, self.t0, self.t1, self.steps = tableau, t0, t1, steps
+
+    def forward(self, y0: torch.Tensor) -> torch.Tensor:
+        return solve(self.field, y0, self.tableau, self.t0, self.t1, self.steps, trajectory=True)

@@ -1,0 +1,133 @@
+"""The parity gate: every artifact is run by its real runtime and compared with torch.
+
+Nothing enters a bundle that was not run by the runtime a device will use (onnxruntime, or the
+LiteRT interpreter from ai-edge-litert) on sample inputs — real test samples and random ones — and
+found within tolerance of the torch model it came from. The max abs difference goes into the
+manifest. The check exists because converters can be silently wrong (DESIGN.md: litert-torch once
+produced a 0-op model with a constant output).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeode.errors import BackendError, ParityError
+
+__all__ = ["DEFAULT_TOLERANCE", "ParityCase", "ParityResult", "tolerance_for", "run_onnx", "run_tflite", "check_parity"]
+
+#: Max abs difference allowed per precision, relative to ``max(1, max |torch output|)``.
+DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 5e-2, "int8-weight": 0.15, "int8-dynamic": 0.5}
+
+
+def tolerance_for(precision: str, override: float | None = None) -> float:
+    """The float32 tolerance ``override`` (if given) scaled to ``precision``, else the default."""
+    if override is None:
+        return DEFAULT_TOLERANCE[precision]
+    return override * DEFAULT_TOLERANCE[precision] / DEFAULT_TOLERANCE["float32"]
+
+
+@dataclass
+class ParityCase:
+    """Inputs for one run of an artifact and the torch output they must reproduce.
+
+    ``batched`` names the inputs whose axis 0 is the batch; ``out_batch_axis`` is the batch axis of
+    the output (1 for a trajectory ``[T, B, D]``).
+    """
+
+    feeds: dict[str, np.ndarray]
+    expected: np.ndarray
+    batched: tuple[str, ...]
+    out_batch_axis: int = 0
+
+
+@dataclass
+class ParityResult:
+    """What the gate measured for one artifact."""
+
+    path: str
+    max_abs: float
+    bound: float
+    samples: int
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return math.isfinite(self.max_abs) and self.max_abs <= self.bound
+
+
+def run_onnx(path: str | Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Run an ONNX file with onnxruntime (CPU, 1 thread) and return its first output."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendError("the parity gate needs onnxruntime: pip install onnxruntime") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def _interpreter(path: str | Path):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise BackendError("the parity gate for TFLite needs ai-edge-litert: pip install ai-edge-litert") from None
+    return Interpreter(model_path=str(path), num_threads=1)
+
+
+def run_tflite(path: str | Path, feeds: dict[str, np.ndarray], batch: int, batched: Sequence[str],
+               out_batch_axis: int = 0) -> np.ndarray:
+    """Run a fixed-batch TFLite file with the LiteRT interpreter in chunks of ``batch`` (last one padded)."""
+    runner = _interpreter(path).get_signature_runner()
+    n = next(iter(feeds[name].shape[0] for name in batched)) if batched else batch
+    outs = []
+    for start in range(0, n, batch):
+        chunk = {}
+        for name, value in feeds.items():
+            if name in batched:
+                part = value[start:start + batch]
+                if part.shape[0] < batch:
+                    pad = np.zeros((batch - part.shape[0], *part.shape[1:]), dtype=part.dtype)
+                    part = np.concatenate([part, pad])
+                chunk[name] = np.ascontiguousarray(part)
+            else:
+                chunk[name] = value
+        result = runner(**chunk)
+        out = next(iter(result.values()))
+        take = min(batch, n - start)
+        outs.append(np.take(out, np.arange(take), axis=out_batch_axis))
+    return np.concatenate(outs, axis=out_batch_axis)
+
+
+def check_parity(path: Path, bundle_path: str, fmt: str, cases: Sequence[ParityCase], bound_scale: float,
+                 batch: int | None) -> ParityResult:
+    """Run ``cases`` through the artifact at ``path``; the bound is ``bound_scale * max(1, max|expected|)``."""
+    worst = 0.0
+    scale = 1.0
+    details = []
+    count = 0
+    for i, case in enumerate(cases):
+        if fmt == "onnx":
+            got = run_onnx(path, case.feeds)
+        else:
+            got = run_tflite(path, case.feeds, batch or 1, case.batched, case.out_batch_axis)
+        count += case.expected.shape[case.out_batch_axis] if case.expected.ndim else 1
+        if got.shape != case.expected.shape:
+            raise ParityError(
+                f"{bundle_path}: output shape {got.shape} from the runtime differs from torch's {case.expected.shape} "
+                f"(case {i}); the converter produced a wrong model. Export without this format (--formats) and report it"
+            )
+        diff = float(np.max(np.abs(got.astype(np.float64) - case.expected))) if got.size else 0.0
+        if not math.isfinite(diff):
+            diff = math.inf
+        details.append(f"case {i}: max abs {diff:.3g}")
+        worst = max(worst, diff)
+        scale = max(scale, float(np.max(np.abs(case.expected))) if case.expected.size else 1.0)
+    return ParityResult(bundle_path, worst, bound_scale * scale, count, details)

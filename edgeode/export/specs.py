@@ -1,0 +1,63 @@
+"""Read the input / output tensor specs of an exported file, as the manifest records them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeode.runtime.manifest import TensorSpec
+
+__all__ = ["onnx_specs", "tflite_specs", "file_digest"]
+
+_ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8"}
+
+
+def _onnx_tensor(value) -> TensorSpec:
+    ttype = value.type.tensor_type
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+    return TensorSpec(value.name, shape, _ONNX_DTYPES.get(ttype.elem_type, "float32"))
+
+
+def onnx_specs(path: str | Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...], int]:
+    """Graph inputs (an initializer that is also an input, like ``steps``, included), outputs, opset."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    opset = next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), None)
+    inputs = tuple(_onnx_tensor(v) for v in model.graph.input)
+    outputs = tuple(_onnx_tensor(v) for v in model.graph.output)
+    return inputs, outputs, opset
+
+
+def tflite_specs(path: str | Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Signature inputs and outputs of a TFLite file, from the LiteRT interpreter.
+
+    Inputs are listed in the signature's order (litert-torch sorts them by name: ``h`` before ``t``),
+    so a reader matching manifest inputs to the signature by position also gets them right.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    (key, sig), = interpreter.get_signature_list().items()
+    runner = interpreter.get_signature_runner(key)
+    ins, outs = runner.get_input_details(), runner.get_output_details()
+
+    def spec(name: str, d: dict) -> TensorSpec:
+        return TensorSpec(name, tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name)
+
+    return (tuple(spec(n, ins[n]) for n in sig["inputs"]),
+            tuple(spec(n, outs[n]) for n in sig["outputs"]))
+
+
+def file_digest(path: str | Path) -> tuple[str, int]:
+    """sha256 hex digest and size in bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size

@@ -1,0 +1,259 @@
+"""Inference backends: ONNX Runtime, LiteRT and the legacy tflite-runtime, behind one small interface.
+
+Every backend is imported lazily, when a session is opened, so a device needs only the one it uses;
+a missing one is a :class:`~edgeode.errors.BackendError` with the install command.
+
+A :class:`Session` runs one artifact: ``run(feeds)`` takes arrays keyed by the manifest's input
+names and returns the outputs in the manifest's order.
+
+Numbers behind the defaults (DESIGN.md, measured on 2 cores):
+
+* ONNX Runtime's intra-op threads spin while idle; CPU time is then ~2x wall time and a Python
+  solver loop around ``run`` gets slower (batch-32 loop 113 -> 60 ms without spinning), so spinning
+  is switched off.
+* tflite-runtime (last release 2.14, 2023) is built against the numpy 1.x ABI and gave wrong results
+  for dynamic-range int8 models here; it is refused under numpy >= 2 and for ``int8-dynamic`` artifacts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeode.errors import BackendError, BundleError, ConfigError, ShapeError
+from edgeode.runtime.manifest import Artifact, TensorSpec
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_FORMAT",
+    "INSTALL_HINTS",
+    "Session",
+    "OnnxSession",
+    "TFLiteSession",
+    "backend_available",
+    "check_backend",
+    "open_session",
+    "numpy_dtype",
+]
+
+#: Backend names accepted by :func:`edgeode.runtime.load` (plus ``"auto"``), in auto-selection order.
+BACKENDS = ("onnxruntime", "litert", "tflite-runtime")
+#: The artifact format each backend runs.
+BACKEND_FORMAT = {"onnxruntime": "onnx", "litert": "tflite", "tflite-runtime": "tflite"}
+INSTALL_HINTS = {
+    "onnxruntime": "pip install 'edgeode[onnx]' (or: pip install onnxruntime)",
+    "litert": "pip install 'edgeode[tflite]' (or: pip install ai-edge-litert)",
+    "tflite-runtime": "pip install 'tflite-runtime==2.14.0' 'numpy<2' (legacy; prefer LiteRT: pip install ai-edge-litert)",
+}
+_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
+_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "uint8": np.uint8}
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a manifest dtype name."""
+    return np.dtype(_DTYPES[name])
+
+
+def _numpy_major() -> int:
+    return int(np.__version__.split(".")[0])
+
+
+def check_backend(name: str, precision: str = "float32") -> Any:
+    """Import the backend's module and return it, or raise :class:`BackendError` saying why it cannot run.
+
+    Refuses tflite-runtime under numpy >= 2 and for ``int8-dynamic`` artifacts (see module docstring).
+    """
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
+    if name == "tflite-runtime":
+        if precision == "int8-dynamic":
+            raise BackendError(
+                "tflite-runtime gives wrong results for dynamic-range int8 (int8-dynamic) models (measured on "
+                "tflite-runtime 2.14); use the LiteRT backend (pip install ai-edge-litert; --backend litert) "
+                "or a float32 / int8-weight / float16 artifact"
+            )
+        if _numpy_major() >= 2:
+            raise BackendError(
+                f"tflite-runtime cannot run under numpy {np.__version__}: its wheels (last release 2.14) are built "
+                "against the numpy 1.x ABI. Install numpy<2 in this environment "
+                "(pip install 'numpy<2' 'tflite-runtime==2.14.0') or use the LiteRT backend "
+                "(pip install ai-edge-litert; --backend litert)"
+            )
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError as exc:
+        raise BackendError(f"backend {name!r} is not installed ({exc}); install it: {INSTALL_HINTS[name]}") from None
+
+
+def backend_available(name: str, precision: str = "float32") -> bool:
+    """True if :func:`check_backend` succeeds (imports the backend's module)."""
+    try:
+        check_backend(name, precision)
+    except BackendError:
+        return False
+    return True
+
+
+@dataclass
+class Session:
+    """One opened artifact. Subclasses implement :meth:`run`.
+
+    Attributes:
+        backend: backend name.
+        artifact: the manifest entry of the file.
+        inputs: the input specs the session accepts (manifest order).
+        outputs: the output specs (manifest order).
+    """
+
+    backend: str
+    artifact: Artifact
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec | None:
+        """The input spec called ``name``, if the artifact has one."""
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        return None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+
+
+class OnnxSession(Session):
+    """An ``onnxruntime.InferenceSession`` on the CPU, configured for small devices."""
+
+    def __init__(self, path: Path, artifact: Artifact, threads: int | None):
+        super().__init__("onnxruntime", artifact, artifact.inputs, artifact.outputs)
+        ort = check_backend("onnxruntime", artifact.precision)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads) if threads else 0  # 0: onnxruntime's default (one per core)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BackendError(
+                f"onnxruntime could not load {artifact.path} ({type(exc).__name__}: {exc}); the file may need a newer "
+                "onnxruntime (pip install -U onnxruntime) or the bundle is corrupt: re-export it"
+            ) from None
+        required = {i.name for i in self._sess.get_inputs()}
+        optional = {i.name for i in self._sess.get_overridable_initializers()}
+        declared = {s.name for s in artifact.inputs}
+        if not required <= declared or not declared <= required | optional:
+            raise BundleError(
+                f"{artifact.path}: the manifest lists inputs {sorted(declared)} but the ONNX graph takes "
+                f"{sorted(required)} (optional: {sorted(optional)}); the manifest does not belong to this file: re-export"
+            )
+        graph_outputs = {o.name for o in self._sess.get_outputs()}
+        missing = [s.name for s in artifact.outputs if s.name not in graph_outputs]
+        if missing:
+            raise BundleError(f"{artifact.path}: outputs {missing} listed in the manifest are not in the ONNX graph {sorted(graph_outputs)}")
+        self.required_inputs = frozenset(required)
+        self._out_names = [s.name for s in artifact.outputs]
+        self._dtypes = {s.name: numpy_dtype(s.dtype) for s in artifact.inputs}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        feeds = {k: np.asarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}
+        try:
+            return self._sess.run(self._out_names, feeds)
+        except Exception as exc:
+            raise BackendError(f"onnxruntime failed running {self.artifact.path}: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        self._sess = None
+
+
+class TFLiteSession(Session):
+    """A TFLite interpreter (LiteRT's ``ai_edge_litert`` or the legacy ``tflite_runtime``).
+
+    Manifest inputs are matched to the interpreter's tensors by name, else by the order of the
+    model's signature (litert-torch names them ``serving_default_args_0``, ...), else by position.
+    """
+
+    def __init__(self, backend: str, path: Path, artifact: Artifact, threads: int | None):
+        super().__init__(backend, artifact, artifact.inputs, artifact.outputs)
+        module = check_backend(backend, artifact.precision)
+        try:
+            self._it = module.Interpreter(model_path=str(path), num_threads=int(threads) if threads else None)
+            self._it.allocate_tensors()
+        except Exception as exc:
+            raise BackendError(
+                f"{backend} could not load {artifact.path} ({type(exc).__name__}: {exc}); the file may need a newer "
+                f"runtime ({INSTALL_HINTS['litert']}) or the bundle is corrupt: re-export it"
+            ) from None
+        self._in = self._match(artifact.inputs, self._it.get_input_details(), "inputs")
+        self._out = self._match(artifact.outputs, self._it.get_output_details(), "outputs")
+
+    def _match(self, specs: tuple[TensorSpec, ...], details: list[dict], what: str) -> dict[str, dict]:
+        if len(specs) != len(details):
+            raise BundleError(
+                f"{self.artifact.path}: the manifest lists {len(specs)} {what} but the TFLite model has "
+                f"{len(details)} ({[d['name'] for d in details]}); re-export the bundle"
+            )
+        by_name = {d["name"]: d for d in details}
+        if all(s.name in by_name for s in specs):
+            return {s.name: by_name[s.name] for s in specs}
+        ordered = details
+        try:
+            sigs = self._it.get_signature_list()
+        except Exception:  # older interpreters without signatures
+            sigs = {}
+        if len(sigs) == 1:
+            (key, sig), = sigs.items()
+            names = sig.get("inputs" if what == "inputs" else "outputs", [])
+            cands = [by_name.get(f"{key}_{n}") or by_name.get(f"{key}_{n}:0") or by_name.get(f"{key}_{n}_{what[:-1]}") for n in names]
+            if len(cands) == len(details) and all(c is not None for c in cands):
+                ordered = cands
+        return {s.name: d for s, d in zip(specs, ordered, strict=True)}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        it = self._it
+        resized = False
+        for name, value in feeds.items():
+            det = self._in[name]
+            arr = np.asarray(value, dtype=det["dtype"])
+            if tuple(arr.shape) != tuple(det["shape"]):
+                sig = tuple(det.get("shape_signature", det["shape"]))
+                if len(sig) != arr.ndim or any(s != -1 and s != n for s, n in zip(sig, arr.shape, strict=True)):
+                    raise ShapeError(
+                        f"{self.artifact.path}: input {name!r} must have shape {tuple(int(s) for s in det['shape'])} "
+                        f"(the TFLite file has a fixed shape), got {arr.shape}"
+                    )
+                it.resize_tensor_input(det["index"], list(arr.shape))
+                resized = True
+            feeds[name] = arr
+        if resized:
+            it.allocate_tensors()
+            self._in = {k: next(d for d in it.get_input_details() if d["index"] == v["index"]) for k, v in self._in.items()}
+        for name, arr in feeds.items():
+            it.set_tensor(self._in[name]["index"], arr)
+        try:
+            it.invoke()
+        except Exception as exc:
+            raise BackendError(f"{self.backend} failed running {self.artifact.path}: {type(exc).__name__}: {exc}") from None
+        return [it.get_tensor(self._out[s.name]["index"]) for s in self.outputs]
+
+    def close(self) -> None:
+        self._it = None
+
+
+def open_session(backend: str, path: str | Path, artifact: Artifact, threads: int | None = None) -> Session:
+    """Open ``artifact`` (stored at ``path``) with ``backend`` using ``threads`` CPU threads (None: the backend's default)."""
+    if BACKEND_FORMAT.get(backend) != artifact.format:
+        raise ConfigError(f"backend {backend!r} runs {BACKEND_FORMAT.get(backend)} files, not {artifact.format} ({artifact.path})")
+    if backend == "onnxruntime":
+        return OnnxSession(Path(path), artifact, threads)
+    return TFLiteSession(backend, Path(path), artifact, threads)

@@ -1,0 +1,395 @@
+"""``load(bundle) -> Model``: the torch-free inference API used on devices.
+
+Two ways to run an ODE model (``mode``):
+
+* ``"fused"``: one call of the ``fused`` artifact, the whole solve inside one graph (ONNX: a ``Loop``
+  whose optional int64 input ``steps`` sets the number of steps; TFLite: unrolled, steps fixed).
+  Fastest (one backend call; DESIGN.md: ~3x faster than a Python loop for an MLP field).
+* ``"loop"``: ``encoder`` -> numpy RK loop around the ``field`` artifact (:mod:`edgeode.runtime.loop`)
+  -> ``head``. Any tableau, any number of steps, any output times (for dynamics).
+
+Networks without an ODE (ResNet / VGG baselines) have a single ``model`` artifact.
+
+TFLite files have a fixed batch: a larger batch is run in chunks of that size, the last chunk
+padded by repeating its last sample (outputs of the padding are dropped).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeode.errors import BackendError, ConfigError, ShapeError
+from edgeode.runtime.backends import BACKEND_FORMAT, BACKENDS, Session, check_backend, open_session
+from edgeode.runtime.bundle import Bundle, read_bundle
+from edgeode.runtime.loop import FieldLoop, interval_steps
+from edgeode.runtime.manifest import Artifact, Manifest, TensorSpec
+from edgeode.tableaus import ButcherTableau, get_tableau
+
+__all__ = ["MODES", "Model", "load"]
+
+MODES = ("fused", "loop")
+STEPS_INPUT = "steps"
+
+
+def _check_threads(threads: int | None) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer (CPU threads for the backend) or None, got {threads!r}")
+    return threads
+
+
+def _pick_backend(bundle: Bundle, backend: str, precision: str) -> str:
+    """Resolve ``backend`` ("auto" or a name) against what the bundle holds and what is installed."""
+    formats = {a.format for a in bundle.artifacts(precision=precision)}
+    if not formats:
+        have = sorted({(a.format, a.precision) for a in bundle.manifest.artifacts})
+        raise ConfigError(
+            f"the bundle has no {precision} artifacts; it has (format, precision) {have}: pass one of those precisions"
+        )
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
+        if BACKEND_FORMAT[backend] not in formats:
+            raise ConfigError(
+                f"backend {backend!r} runs {BACKEND_FORMAT[backend]} files but the bundle has only {sorted(formats)} "
+                f"artifacts at precision {precision}; pick a backend for those (or re-export with that format)"
+            )
+        check_backend(backend, precision)
+        return backend
+    reasons = []
+    for name in BACKENDS:
+        if BACKEND_FORMAT[name] not in formats:
+            continue
+        try:
+            check_backend(name, precision)
+        except BackendError as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        return name
+    raise BackendError(
+        f"no installed backend can run this bundle ({sorted(formats)} files, {precision}):\n  " + "\n  ".join(reasons)
+    )
+
+
+def _select(bundle: Bundle, role: str, fmt: str, precision: str, batch: int | None) -> Artifact | None:
+    cands = bundle.artifacts(role=role, format=fmt, precision=precision)
+    if not cands:
+        return None
+    if batch is not None:
+        ok = [a for a in cands if a.batch in (None, batch)]
+        if not ok:
+            raise ConfigError(
+                f"the bundle's {fmt} {role} artifacts are built for batch {sorted(a.batch for a in cands)}, not {batch}; "
+                "pass one of those (or batch=None), or re-export with that batch"
+            )
+        cands = sorted(ok, key=lambda a: a.batch is None)  # an exact fixed batch first
+        return cands[0]
+    dynamic = [a for a in cands if a.batch is None]
+    return dynamic[0] if dynamic else cands[0]
+
+
+def _data_inputs(art: Artifact) -> list[TensorSpec]:
+    return [s for s in art.inputs if s.name != STEPS_INPUT]
+
+
+class Model:
+    """A bundle opened for inference. Make one with :func:`load`.
+
+    Attributes:
+        manifest: the bundle's :class:`~edgeode.runtime.manifest.Manifest`.
+        bundle: the verified :class:`~edgeode.runtime.bundle.Bundle`.
+        backend, mode, precision, threads: what :func:`load` resolved.
+        tableau, steps: the solve that runs (``None`` for networks without an ODE).
+    """
+
+    def __init__(self, bundle: Bundle, backend: str, mode: str, threads: int | None, precision: str,
+                 steps: int | None, tableau: ButcherTableau | None, batch: int | None):
+        self.bundle = bundle
+        self.manifest: Manifest = bundle.manifest
+        self.backend = backend
+        self.precision = precision
+        self.threads = threads
+        self.sessions: dict[str, Session] = {}
+        self._loop: FieldLoop | None = None
+        man = self.manifest
+        fmt = BACKEND_FORMAT[backend]
+        solver = man.solver
+
+        def need(role: str) -> Artifact:
+            art = _select(bundle, role, fmt, precision, batch)
+            if art is None:
+                have = sorted({a.role for a in bundle.artifacts(format=fmt, precision=precision)})
+                raise ConfigError(
+                    f"mode {mode!r} needs a {fmt} {precision} {role!r} artifact, but the bundle has only {have}; "
+                    + ("use mode='loop' (--mode loop)" if role == "fused" else
+                       "use mode='fused' (--mode fused)" if role in ("field", "encoder", "head") else "re-export the bundle")
+                )
+            return art
+
+        if solver is None:
+            if steps is not None or tableau is not None:
+                raise ConfigError(f"the {man.model.get('arch')} bundle has no ODE block: steps and tableau do not apply")
+            if mode == "loop":
+                raise ConfigError(f"the {man.model.get('arch')} bundle has no ODE block to loop over; use mode='fused'")
+            art = _select(bundle, "model", fmt, precision, batch) or need("fused")
+            self.mode = "single"
+            self.tableau, self.steps = None, None
+            roles = {"model": art}
+        else:
+            if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+                raise ConfigError(f"steps must be a positive integer (solver steps over [t0, t1]), got {steps!r}")
+            self.mode = mode
+            self.tableau = get_tableau(tableau) if tableau is not None else solver.tableau
+            self.steps = steps if steps is not None else solver.steps
+            if mode == "fused":
+                art = need("fused")
+                if self.tableau != solver.tableau:
+                    raise ConfigError(
+                        f"the fused artifact runs the {solver.tableau.name} scheme it was exported with; to run "
+                        f"{self.tableau.name} use mode='loop' (--mode loop)"
+                    )
+                has_steps = any(s.name == STEPS_INPUT for s in art.inputs)
+                if self.steps != solver.steps and not has_steps:
+                    raise ConfigError(
+                        f"the fused {fmt} artifact is unrolled for {solver.steps} steps and cannot change them; "
+                        f"use mode='loop' (--mode loop) to run {self.steps} steps"
+                    )
+                roles = {"fused": art}
+            else:
+                roles = {"field": need("field")}
+                for role in ("encoder", "head"):
+                    a = _select(bundle, role, fmt, precision, batch)
+                    if a is not None:
+                        roles[role] = a
+                    elif man.kind == "classifier" and role == "head":
+                        need(role)
+        try:
+            for role, art in roles.items():
+                self.sessions[role] = open_session(backend, bundle.path(art), art, threads)
+        except BaseException:
+            self.close()
+            raise
+        if "field" in self.sessions:
+            self._loop = FieldLoop(self.sessions["field"], self.tableau)
+        fixed = {a.batch for a in roles.values() if a.batch is not None}
+        if len(fixed) > 1:
+            self.close()
+            raise ConfigError(
+                f"the {fmt} artifacts for mode {mode!r} are built for different batches {sorted(fixed)}; "
+                "pass batch=N to pick one set"
+            )
+        self._chunk = fixed.pop() if fixed else None
+        self._input_spec = man.input.tensor
+
+    # ----------------------------------------------------------------- info
+    @property
+    def field_evaluations(self) -> int:
+        """Vector-field evaluations per inference (stages x steps; 0 without an ODE)."""
+        return self.tableau.stages * self.steps if self.tableau is not None else 0
+
+    @property
+    def batch(self) -> int | None:
+        """The fixed batch the artifacts run at (larger batches are chunked), ``None`` if dynamic."""
+        return self._chunk
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary: what runs, how, and on which files."""
+        man = self.manifest
+        sol = man.solver
+        return {
+            "kind": man.kind,
+            "arch": man.model.get("arch"),
+            "bundle": str(self.bundle.root),
+            "backend": self.backend,
+            "format": BACKEND_FORMAT[self.backend],
+            "precision": self.precision,
+            "mode": self.mode,
+            "threads": self.threads,
+            "batch": self.batch,
+            "tableau": self.tableau.name if self.tableau is not None else None,
+            "stages": self.tableau.stages if self.tableau is not None else 0,
+            "steps": self.steps,
+            "t0": sol.t0 if sol else None,
+            "t1": sol.t1 if sol else None,
+            "field_evaluations": self.field_evaluations,
+            "artifacts": {role: s.artifact.path for role, s in self.sessions.items()},
+            "input": man.input.tensor.to_dict(),
+            "output": man.output.tensor.to_dict(),
+            "labels": list(man.output.labels) if man.output.labels else None,
+        }
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        return f"Model({d['arch']}, {d['backend']}, mode={d['mode']}, tableau={d['tableau']}, steps={d['steps']})"
+
+    # ----------------------------------------------------------------- input checks
+    def _check_input(self, x: Any, spec: TensorSpec, what: str) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            raise ShapeError(
+                f"{what} must be a float32 array, got dtype {x.dtype}; scale raw values as the manifest's preprocess says "
+                "(edgeode.runtime.preprocess_image does it for image files) and cast with .astype(np.float32)"
+            )
+        expected = "[" + ", ".join("B" if d is None else str(d) for d in spec.shape) + "]"
+        if x.ndim != len(spec.shape):
+            hint = " (one sample: add the batch axis, x[None])" if x.ndim == len(spec.shape) - 1 else ""
+            raise ShapeError(f"{what} must have rank {len(spec.shape)} with shape {expected}, got shape {list(x.shape)}{hint}")
+        for i, (want, got) in enumerate(zip(spec.shape, x.shape, strict=True)):
+            if i > 0 and want is not None and want != got:
+                raise ShapeError(f"{what} must have shape {expected}, got {list(x.shape)} (axis {i} is {got}, expected {want})")
+        if x.shape[0] == 0:
+            raise ShapeError(f"{what} is an empty batch (shape {list(x.shape)})")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    # ----------------------------------------------------------------- running
+    def _chunked(self, fn, x: np.ndarray, out_axis: int = 0) -> np.ndarray:
+        size = self._chunk
+        n = x.shape[0]
+        if size is None or n == size:
+            return fn(x)
+        outs = []
+        for start in range(0, n, size):
+            part = x[start:start + size]
+            real = part.shape[0]
+            if real < size:
+                part = np.concatenate([part, np.repeat(part[-1:], size - real, axis=0)])
+            out = fn(part)
+            outs.append(np.take(out, np.arange(real), axis=out_axis))
+        return np.concatenate(outs, axis=out_axis)
+
+    def _fused_feeds(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        sess = self.sessions["fused"]
+        feeds = {_data_inputs(sess.artifact)[0].name: x}
+        if sess.input(STEPS_INPUT) is not None:
+            required = STEPS_INPUT in getattr(sess, "required_inputs", {STEPS_INPUT})
+            if required or self.steps != self.manifest.solver.steps:
+                feeds[STEPS_INPUT] = np.array(self.steps, dtype=np.int64)
+        return feeds
+
+    def _run_single(self, role: str, x: np.ndarray) -> np.ndarray:
+        sess = self.sessions[role]
+        return sess.run({_data_inputs(sess.artifact)[0].name: x})[0]
+
+    def _dt(self) -> float:
+        sol = self.manifest.solver
+        return (sol.t1 - sol.t0) / self.steps
+
+    def _loop_final(self, x: np.ndarray) -> np.ndarray:
+        h = self._run_single("encoder", x) if "encoder" in self.sessions else x
+        h = self._loop.integrate(h, self.manifest.solver.t0, self._dt(), self.steps)
+        return self._run_single("head", h) if "head" in self.sessions else h
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Run the model on a batch.
+
+        Args:
+            x: float array shaped like the manifest's input, batch first (e.g. ``[B, 1, 28, 28]``);
+               float64 (or float16) is cast to float32.
+
+        Returns:
+            classifiers: class scores ``[B, classes]`` (logits, as the model outputs them);
+            dynamics: the final state h(t1) ``[B, D]``.
+
+        Raises:
+            ShapeError: wrong rank, shape or dtype. SolverError: the state became NaN/Inf (loop mode).
+        """
+        spec = self._input_spec
+        x = self._check_input(x, spec, "input x")
+        if self.mode == "single":
+            return self._chunked(lambda b: self._run_single("model", b), x)
+        if self.manifest.kind == "dynamics":
+            return self.solve(x)[-1]
+        if self.mode == "fused":
+            return self._chunked(lambda b: self.sessions["fused"].run(self._fused_feeds(b))[0], x)
+        return self._chunked(self._loop_final, x)
+
+    def solve(self, y0: np.ndarray, times: np.ndarray | list[float] | None = None) -> np.ndarray:
+        """Integrate a dynamics model from ``y0`` (``[B, D]``) and return the states ``[T, B, D]``.
+
+        ``times=None``: the ``steps + 1`` points of the uniform grid over the manifest's [t0, t1]
+        (both modes). Loop mode also takes any increasing ``times`` (``times[0]`` is the time of
+        ``y0``); each interval is integrated with steps no larger than the manifest's dt.
+        """
+        if self.manifest.kind != "dynamics":
+            raise ConfigError(f"solve() is for dynamics bundles; this is a {self.manifest.kind}: use predict()")
+        y0 = self._check_input(y0, self._input_spec, "y0")
+        sol = self.manifest.solver
+        grid = np.linspace(sol.t0, sol.t1, self.steps + 1)
+        if times is not None:
+            times = np.asarray(times, dtype=np.float64)
+            if times.ndim != 1 or times.size < 2 or not np.all(np.isfinite(times)) or not np.all(np.diff(times) > 0):
+                raise ConfigError(f"times must be a 1-D increasing sequence of at least 2 finite time points, got {times!r}")
+            if self.mode == "fused":
+                if times.shape != grid.shape or not np.allclose(times, grid, rtol=0, atol=1e-6):
+                    raise ConfigError(
+                        f"the fused artifact returns the uniform grid of {self.steps + 1} points over [{sol.t0}, {sol.t1}]; "
+                        "for other times use mode='loop' (--mode loop)"
+                    )
+                times = None
+        if self.mode == "fused":
+            return self._chunked(lambda b: self.sessions["fused"].run(self._fused_feeds(b))[0], y0, out_axis=1)
+        if times is None:
+            times = grid
+
+        dt_max = self._dt()
+
+        def run(b: np.ndarray) -> np.ndarray:
+            states = [b.copy()]
+            offset = 0
+            h = b
+            for t_a, t_b in zip(times[:-1], times[1:], strict=True):
+                n = interval_steps(float(t_b - t_a), dt_max) if times is not grid else 1
+                h = self._loop.integrate(h, float(t_a), float(t_b - t_a) / n, n, step_offset=offset)
+                offset += n
+                states.append(h)
+            return np.stack(states)
+
+        return self._chunked(run, y0, out_axis=1)
+
+    def close(self) -> None:
+        """Release the backend sessions."""
+        for sess in self.sessions.values():
+            sess.close()
+        self.sessions = {}
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", threads: int | None = None,
+         precision: str = "float32", steps: int | None = None, tableau: str | ButcherTableau | None = None,
+         batch: int | None = None) -> Model:
+    """Open a bundle for inference without torch.
+
+    Args:
+        bundle_dir: directory written by ``edgeode export`` (verified by :func:`read_bundle`).
+        backend: ``"auto"`` (onnxruntime for ONNX if installed, else LiteRT for TFLite, else
+            tflite-runtime), ``"onnxruntime"``, ``"litert"`` or ``"tflite-runtime"``.
+        mode: ``"fused"`` (one graph call) or ``"loop"`` (numpy solver loop around the field).
+        threads: CPU threads for the backend (None: its default).
+        precision: which artifacts: ``float32``, ``float16``, ``int8-dynamic`` or ``int8-weight``.
+        steps: solver steps over [t0, t1] (default: the manifest's). Fused mode can change them only
+            for ONNX graphs with a ``steps`` input.
+        tableau: solver name or tableau for loop mode (default: the manifest's).
+        batch: pick artifacts built for this fixed batch (TFLite) when the bundle has several.
+
+    Raises:
+        BundleError, BackendError, ConfigError: the message says what is wrong and the fix.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; choose 'fused' (one graph call) or 'loop' (numpy solver loop)")
+    threads = _check_threads(threads)
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ConfigError(f"batch must be a positive integer or None, got {batch!r}")
+    bundle = read_bundle(bundle_dir)
+    name = _pick_backend(bundle, backend, precision)
+    if tableau is not None:
+        tableau = get_tableau(tableau)
+    return Model(bundle, name, mode, threads, precision, steps, tableau, batch)

@@ -1,0 +1,277 @@
+"""Run directories: what a training run leaves behind, and how to load it again.
+
+A run directory holds::
+
+    config.json    the TrainConfig (model config included) -- enough to rebuild the model
+    metrics.json   test_accuracy (classifiers, 0..1) or test_loss (dynamics), train time, parameters, ...
+    dataset.json   the data set summary: labels, preprocessing, input shape, split (Dataset.describe())
+    weights.pt     the model's state_dict (loaded with torch.load(..., weights_only=True))
+
+Runs are written atomically: everything goes into a temporary directory beside the target, which
+is renamed into place only when complete (:func:`save_run`), so a crash never leaves half a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeode.errors import CheckpointError, ConfigError, ShapeError
+from edgeode.train.data import DATASETS
+from edgeode.train.models import ModelConfig, build_model
+
+__all__ = [
+    "TrainConfig",
+    "TrainedRun",
+    "save_run",
+    "load_run",
+    "prepare_run_dir",
+    "commit_run_dir",
+    "write_run_files",
+    "CONFIG_NAME",
+    "METRICS_NAME",
+    "DATASET_NAME",
+    "WEIGHTS_NAME",
+]
+
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.json"
+DATASET_NAME = "dataset.json"
+WEIGHTS_NAME = "weights.pt"
+
+
+@dataclass
+class TrainConfig:
+    """A training run: the model, the data and the optimisation settings.
+
+    ``threads`` is the number of torch intra-op threads (``None``: all cores, divided among the
+    processes of a distributed run); it does not change results and is recorded for reference.
+    ``train_limit`` trains on only the first N examples of the (seeded) training split, for smoke
+    tests and quick looks; the test split is unchanged.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: str = "digits"
+    data_path: str | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    weight_decay: float = 0.0
+    threads: int | None = None
+    train_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        if self.data not in DATASETS:
+            raise ConfigError(f"unknown data set {self.data!r}; choose one of: {', '.join(DATASETS)}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0 or self.lr != self.lr:
+            raise ConfigError(f"lr (learning rate) must be a positive number, got {self.lr!r}")
+        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}")
+        if self.train_limit is not None and (not isinstance(self.train_limit, int) or self.train_limit < 1):
+            raise ConfigError(f"train_limit must be a positive integer (or omitted for all), got {self.train_limit!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer (or omitted for all cores), got {self.threads!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a train config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown train option(s) {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        if "model" in data:
+            data["model"] = ModelConfig.from_dict(data["model"])
+        return cls(**data)
+
+
+@dataclass
+class TrainedRun:
+    """A loaded run directory.
+
+    ``model`` is in eval mode on the CPU. ``dataset_info`` is the data set summary written at
+    training time (labels, preprocess, input_shape, ...); ``load_dataset(config.data,
+    config.data_path, config.seed)`` rebuilds the data itself.
+    """
+
+    run_dir: Path
+    model: nn.Module
+    config: TrainConfig
+    metrics: dict
+    dataset_info: dict
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape, (C, H, W) or (D,)."""
+        return tuple(self.dataset_info["input_shape"])
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model on a batch ``x`` of shape ``[B, *input_shape]`` without gradients."""
+        check_input_shape(x, self.input_shape)
+        with torch.no_grad():
+            return self.model(x)
+
+
+def check_input_shape(x: torch.Tensor, expected: tuple[int, ...], where: str = "input") -> None:
+    """Raise :class:`ShapeError` unless ``x`` is ``[B, *expected]``."""
+    got = tuple(x.shape)
+    if len(got) != len(expected) + 1 or got[1:] != tuple(expected):
+        raise ShapeError(
+            f"{where} has shape {list(got)}; the model expects [batch, {', '.join(map(str, expected))}]. "
+            "Preprocess the data to the shape the model was trained on"
+        )
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_run_files(directory: str | Path, model: nn.Module, config: TrainConfig, metrics: dict,
+                    dataset_info: dict | None = None) -> None:
+    """Write the run files into an existing (temporary) directory."""
+    directory = Path(directory)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = directory / f".{WEIGHTS_NAME}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, directory / WEIGHTS_NAME)
+    _atomic_json(directory / CONFIG_NAME, config.to_dict())
+    _atomic_json(directory / METRICS_NAME, metrics)
+    _atomic_json(directory / DATASET_NAME, dataset_info or {})
+
+
+def prepare_run_dir(run_dir: str | Path, overwrite: bool = False) -> Path:
+    """Check that ``run_dir`` may be written and create an empty temporary directory beside it.
+
+    Called before training so that a bad output path fails in a second, not after the training.
+
+    Raises:
+        ConfigError: ``run_dir`` exists and is not empty (and ``overwrite`` is false), is a file,
+            or its parent cannot be created or written.
+    """
+    run_dir = Path(run_dir).expanduser()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--output {run_dir} is a file; give a directory path for the run")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"--output {run_dir} exists and is not empty; choose a new directory or pass --overwrite "
+            "(the old run is replaced only after the new one succeeded)"
+        )
+    parent = run_dir.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(
+            f"--output {run_dir}: cannot create the run directory in {parent} ({exc.strerror or exc}); "
+            "choose a writable location"
+        ) from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a run directory is an ordinary directory
+    return tmp
+
+
+def commit_run_dir(tmp_dir: str | Path, run_dir: str | Path, overwrite: bool = False) -> Path:
+    """Move the finished temporary run directory into place (replacing an old run only if ``overwrite``)."""
+    tmp_dir, run_dir = Path(tmp_dir), Path(run_dir).expanduser()
+    old: Path | None = None
+    if run_dir.exists():
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        elif overwrite and run_dir.is_dir():
+            old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+            os.replace(run_dir, old)
+        else:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise ConfigError(f"--output {run_dir} appeared while training; pass --overwrite or choose a new directory")
+    os.replace(tmp_dir, run_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return run_dir
+
+
+def save_run(run_dir: str | Path, model: nn.Module, config: TrainConfig, metrics: dict,
+             dataset_info: dict | None = None, overwrite: bool = False) -> Path:
+    """Write a run directory atomically (temporary directory beside it, then rename).
+
+    Raises:
+        ConfigError: ``run_dir`` exists and is not empty and ``overwrite`` is false, or is not writable.
+    """
+    tmp = prepare_run_dir(run_dir, overwrite)
+    try:
+        write_run_files(tmp, model, config, metrics, dataset_info)
+        return commit_run_dir(tmp, run_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"run directory {path.parent} has no {path.name}; it is not a complete edgeode run "
+            "(train one with `edgeode train -o DIR`)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path} ({exc}); the run is corrupt: train it again") from None
+
+
+def load_run(run_dir: str | Path) -> TrainedRun:
+    """Load a run directory: config, metrics, data set summary and the model (eval mode, CPU).
+
+    Raises:
+        CheckpointError: a file is missing or corrupt, or the weights do not fit the config's model.
+    """
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist; train one with `edgeode train -o {run_dir}`")
+    try:
+        config = TrainConfig.from_dict(_read_json(run_dir / CONFIG_NAME))
+    except ConfigError as exc:
+        raise CheckpointError(f"{run_dir / CONFIG_NAME} is invalid: {exc}") from None
+    metrics = _read_json(run_dir / METRICS_NAME)
+    dataset_info = _read_json(run_dir / DATASET_NAME) if (run_dir / DATASET_NAME).exists() else {}
+    weights = run_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"run directory {run_dir} has no {WEIGHTS_NAME}; the run is incomplete: train it again")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors of a corrupt file
+        raise CheckpointError(f"cannot load {weights} ({exc}); the file is corrupt: train the run again") from None
+    model = build_model(config.model)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(
+            f"{weights} does not fit the model in {CONFIG_NAME} ({str(exc).splitlines()[0]}); "
+            "the files come from different runs: train again"
+        ) from None
+    model.eval()
+    return TrainedRun(run_dir=run_dir, model=model, config=config, metrics=metrics, dataset_info=dataset_info)

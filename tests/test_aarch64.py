@@ -1,0 +1,181 @@
+"""Proof on aarch64: a `pack`ed Raspberry Pi package installs offline into an arm64 Debian bookworm
+userland (what Raspberry Pi OS 64-bit is built on, CPython 3.11) and gives the x86 numbers there.
+
+How: ``.ci/aarch64-setup.sh`` installs qemu-user-static and mmdebstrap and builds a minimal arm64
+sysroot (cached under $EDGEODE_ARM64_SYSROOT, default /var/tmp/edgeode-arm64/sysroot) with a
+Cortex-A72 (Pi 4) /proc/cpuinfo, since onnxruntime crashes under qemu 7.2 reading the host's x86 one.
+The package's wheelhouse is installed on the host with pip's cross-platform options into a
+``--target`` folder, exactly as resolved offline (``--no-index --find-links wheels``); the arm64
+CPython then runs ``edgeode.runtime`` from it under ``qemu-aarch64-static -L SYSROOT`` with
+``QEMU_CPU=cortex-a72`` (no instructions a Pi 4 lacks). Under emulation, timings are the
+emulator's: this test checks correctness only.
+
+If the emulation tools cannot be installed (not root, no package registry) the test is skipped with
+that reason; in CI (CI=true) it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP = ROOT / ".ci" / "aarch64-setup.sh"
+SYSROOT = Path(os.environ.get("EDGEODE_ARM64_SYSROOT", "/var/tmp/edgeode-arm64/sysroot"))
+STAMP = SYSROOT / ".edgeode-sysroot-ok"
+DEVICE = "pi-4b"
+CASES = [("onnxruntime", "fused"), ("onnxruntime", "loop"), ("litert", "fused"), ("litert", "loop")]
+
+pytestmark = pytest.mark.slow
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"aarch64 proof cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _tail(text: str, n: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def _host_env() -> dict:
+    """The host's environment without pip configuration (the device has none) and Python overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def emulator() -> list[str]:
+    """The command prefix that runs the arm64 CPython 3.11 (natively on an aarch64 host)."""
+    if platform.machine() == "aarch64" and Path("/usr/bin/python3.11").is_file():
+        return ["/usr/bin/python3.11"]
+    qemu = shutil.which("qemu-aarch64-static")
+    if not (qemu and STAMP.is_file()):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            _unavailable("qemu-user-static and the arm64 sysroot are missing and cannot be installed here "
+                         "(needs root and apt-get): run `sudo bash .ci/aarch64-setup.sh`")
+        proc = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            _unavailable(f"`bash .ci/aarch64-setup.sh` failed (package registry unreachable?):\n{_tail(proc.stderr)}")
+        qemu = shutil.which("qemu-aarch64-static")
+    if not qemu:
+        _unavailable("qemu-aarch64-static is not on PATH after .ci/aarch64-setup.sh")
+    return [qemu, "-L", str(SYSROOT), str(SYSROOT / "usr" / "bin" / "python3.11")]
+
+
+def _arm_env(site: Path, home: Path) -> dict:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "QEMU_CPU": "cortex-a72",
+        "PYTHONPATH": str(site),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+
+
+def make_bundle(tmp_path_factory) -> Path:
+    """A real bundle: a tiny ODE-Net trained one epoch on the 8x8 digits, exported to ONNX and TFLite.
+
+    Built once per test session (shared with tests/test_pack.py through the session's base temp dir).
+    """
+    base = tmp_path_factory.getbasetemp()
+    bundle = base / "pack-bundle"
+    if (bundle / "manifest.json").is_file():
+        return bundle
+    pytest.importorskip("torch")
+    from edgeode.export import export_run
+    from edgeode.train.checkpoint import TrainConfig
+    from edgeode.train.models import ModelConfig
+    from edgeode.train.trainer import train
+
+    cfg = TrainConfig(model=ModelConfig(arch="odenet", in_channels=1, image_size=8, num_classes=10, width=8,
+                                        downsample=1, steps=2), data="digits", epochs=1, batch_size=64, lr=3e-3)
+    train(cfg, base / "pack-run", progress=False)
+    export_run(base / "pack-run", bundle, progress=False)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def installed(emulator, tmp_path_factory):
+    """The pi-4b package of a real bundle, installed offline from its wheelhouse for arm64."""
+    from edgeode.pack import pack
+
+    bundle = make_bundle(tmp_path_factory)
+    work = tmp_path_factory.mktemp("aarch64")
+    result = pack(bundle, DEVICE, work / "pkg", progress=False)
+    site = work / "site"
+    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(result.out_dir / "wheels"),
+           "--only-binary=:all:", "--python-version", result.python, "--implementation", "cp",
+           "--abi", "cp" + result.python.replace(".", ""), "--target", str(site), "--quiet"]
+    for plat in result.platforms:
+        cmd += ["--platform", plat]
+    proc = subprocess.run([*cmd, *result.install_args], capture_output=True, text=True, env=_host_env(), timeout=600)
+    assert proc.returncode == 0, f"offline install of the wheelhouse failed:\n{_tail(proc.stdout + proc.stderr)}"
+    return result, site, work
+
+
+ARM_SCRIPT = textwrap.dedent("""
+    import json, platform, sys
+    import numpy as np
+    import edgeode, edgeode.runtime
+    from edgeode.runtime import load
+    bundle, x_path, out_path, cases = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    try:
+        import torch  # noqa: F401
+        has_torch = True
+    except ImportError:
+        has_torch = False
+    x = np.load(x_path)
+    outputs = {}
+    for backend, mode in cases:
+        model = load(bundle, backend=backend, mode=mode)
+        outputs[backend + "-" + mode] = model.predict(x)
+        model.close()
+    np.savez(out_path, **outputs)
+    import onnxruntime, ai_edge_litert
+    print(json.dumps({"machine": platform.machine(), "python": platform.python_version(), "has_torch": has_torch,
+                      "edgeode": edgeode.__file__, "numpy": np.__file__, "numpy_version": np.__version__,
+                      "onnxruntime": onnxruntime.__version__, "edgeode_in_sys_modules_torch": "torch" in sys.modules}))
+""")
+
+
+def test_pack_runs_on_arm64_like_on_x86(emulator, installed):
+    """onnxruntime and LiteRT, fused and loop: arm64 outputs equal the x86 ones within float tolerance."""
+    from edgeode.runtime import load
+
+    result, site, work = installed
+    bundle = result.out_dir / "bundle"
+    x = np.random.default_rng(0).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    np.save(work / "x.npy", x)
+    script = work / "arm_run.py"
+    script.write_text(ARM_SCRIPT, encoding="utf-8")
+    proc = subprocess.run([*emulator, str(script), str(bundle), str(work / "x.npy"), str(work / "arm.npz"),
+                           json.dumps(CASES)], capture_output=True, text=True, env=_arm_env(site, work), timeout=600)
+    assert proc.returncode == 0, f"the arm64 run failed (exit {proc.returncode}):\n{_tail(proc.stdout + proc.stderr, 30)}"
+    facts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert facts["machine"] == "aarch64"
+    assert facts["python"].startswith(result.python + ".")
+    assert not facts["has_torch"] and not facts["edgeode_in_sys_modules_torch"]
+    assert facts["edgeode"].startswith(str(site)) and facts["numpy"].startswith(str(site))  # the packed wheels
+    arm = np.load(work / "arm.npz")
+    for backend, mode in CASES:
+        host = load(bundle, backend=backend, mode=mode).predict(x)
+        got = arm[f"{backend}-{mode}"]
+        assert got.shape == host.shape == (3, 10)
+        np.testing.assert_allclose(got, host, rtol=1e-4, atol=1e-4, err_msg=f"{backend} {mode}: arm64 vs x86")
+        assert (got.argmax(1) == host.argmax(1)).all()

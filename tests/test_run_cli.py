@@ -1,0 +1,94 @@
+"""``edgeode run BUNDLE INPUT`` end to end, as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import runtime_bundles as rb  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def edgeode(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeode", *args], capture_output=True, text=True, cwd=ROOT, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    pytest.importorskip("torch", reason="building the test bundles needs torch")
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("cli")
+    return rb.build_classifier(root / "classifier", formats=("onnx",)), rb.build_dynamics(root / "dynamics", formats=("onnx",))
+
+
+def test_json_output_batch(bundles, tmp_path):
+    cls, _ = bundles
+    np.save(tmp_path / "x.npy", cls.x)
+    proc = edgeode("run", str(cls.path), str(tmp_path / "x.npy"), "--json", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)  # exactly one JSON object on stdout
+    assert out["backend"] == "onnxruntime" and out["mode"] == "fused" and out["latency_ms"] > 0
+    assert [p["index"] for p in out["predictions"]] == list(range(5))
+    labels = ["zero", "one", "two"]
+    assert [p["label"] for p in out["predictions"]] == [labels[k] for k in cls.y.argmax(1)]
+    np.testing.assert_allclose([p["scores"] for p in out["predictions"]], cls.y, atol=2e-5)
+
+
+def test_loop_mode_solver_steps_and_single_sample(bundles, tmp_path):
+    cls, _ = bundles
+    np.save(tmp_path / "one.npy", cls.x[0].astype(np.float64))  # one sample, no batch axis, float64
+    proc = edgeode("run", str(cls.path), str(tmp_path / "one.npy"), "--json", "--solver", "euler", "--steps", "20")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mode"] == "loop" and out["tableau"] == "euler" and out["steps"] == 20 and out["field_evaluations"] == 20
+    assert len(out["predictions"]) == 1
+    # Euler with 20 steps is close to (not equal to) the RK4 reference
+    assert np.abs(np.array(out["predictions"][0]["scores"]) - cls.y[0]).max() < 0.05
+
+
+def test_text_output_and_dynamics(bundles, tmp_path):
+    cls, dyn = bundles
+    np.save(tmp_path / "x.npy", cls.x[:2])
+    proc = edgeode("run", str(cls.path), str(tmp_path / "x.npy"), "--mode", "loop")
+    assert proc.returncode == 0, proc.stderr
+    assert "odenet (classifier) on onnxruntime, mode loop, rk4 x 4 steps: 2 sample(s)" in proc.stdout
+    assert "[1]" in proc.stdout
+    np.save(tmp_path / "y0.npy", dyn.x)
+    proc = edgeode("run", str(dyn.path), str(tmp_path / "y0.npy"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    np.testing.assert_allclose([p["final_state"] for p in out["predictions"]], dyn.y[-1], atol=2e-5)
+
+
+def test_image_input(bundles, tmp_path):
+    cls, _ = bundles
+    pixels = (np.arange(36).reshape(6, 6) * 7).astype(np.uint8)
+    (tmp_path / "img.pgm").write_bytes(b"P5\n6 6\n255\n" + pixels.tobytes())
+    proc = edgeode("run", str(cls.path), str(tmp_path / "img.pgm"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    from edgeode.runtime import load
+
+    x = ((pixels / 255.0) * (1 / 255) * 255 - 0.5) / 0.25  # manifest: raw_max 255, scale 1/255, mean .5, std .25
+    want = load(cls.path).predict(x[None, None].astype(np.float32))
+    np.testing.assert_allclose(json.loads(proc.stdout)["predictions"][0]["scores"], want[0], atol=1e-5)
+
+
+def test_errors_exit_2(bundles, tmp_path):
+    cls, _ = bundles
+    np.save(tmp_path / "int.npy", np.zeros((1, 1, 6, 6), np.int64))
+    for args, match in [
+        ((str(cls.path), str(tmp_path / "int.npy")), "float32"),
+        ((str(cls.path), str(tmp_path / "missing.npy")), "not found"),
+        ((str(cls.path), str(tmp_path / "int.npy"), "--backend", "litert"), "bundle has only"),
+        ((str(cls.path), str(tmp_path / "int.npy"), "--steps", "9"), "--mode loop"),
+    ]:
+        proc = edgeode("run", *args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "edgeode run: error:" in proc.stderr and match in proc.stderr, proc.stderr
