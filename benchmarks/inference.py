@@ -89,7 +89,7 @@ def _work_prepare(spec: dict) -> dict:
             save_run(run_dir, model, tcfg, {"note": "random weights (seed 0) for latency benchmarks"}, info)
         bundles = {}
         for b in spec["batches"]:
-            bdir = work / f"bundle-{kind}-b{b}"
+            bdir = work / f"bundle-{kind}-b{b}-{'-'.join(sorted(spec['formats']))}"
             if not (bdir / "manifest.json").exists():
                 export_run(run_dir, bdir, formats=tuple(spec["formats"]), tflite_batch=b, progress=False)
             bundles[str(b)] = str(bdir)
@@ -510,7 +510,7 @@ def _limits(args, work: Path, made: dict, rows: list[dict], log) -> dict:
                 try:
                     prof = run_worker(SCRIPT, {"worker": "profile", "bundle": bundle, "batch": batch,
                                                "roles": ["fused", "field"], "runs": 5 if args.quick else 20})
-                    out["profiles"][f"{kind}-b{batch}"] = prof
+                    out["profiles"][f"{kind}-b{batch}"] = {k: v for k, v in prof.items() if isinstance(v, dict)}
                 except BenchmarkError as exc:
                     log(f"profile {kind} b{batch} FAILED: {exc}")
     return out

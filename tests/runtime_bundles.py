@@ -116,7 +116,9 @@ def _onnx(module, args, path: Path, names: list[str], out: str, dynamic_batch: b
     return specs(graph.input), specs(graph.output)
 
 
-def _tflite(module, args, path: Path, names: list[str], out: str) -> tuple:
+def _tflite(module, args, path: Path, names: list[str] | None, out: str) -> tuple:
+    """Convert with litert-torch. ``names=None``: the manifest uses the signature's own names (as
+    ``edgeode.export`` does); else ``names`` in argument order (the runtime then matches by order)."""
     import litert_torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +126,15 @@ def _tflite(module, args, path: Path, names: list[str], out: str) -> tuple:
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
-    ins = tuple(TensorSpec(n, tuple(int(s) for s in d["shape"]), _dtype(d["dtype"])) for n, d in zip(names, it.get_input_details(), strict=False))
+    if names is None:
+        (key, sig), = it.get_signature_list().items()
+        runner = it.get_signature_runner(key)
+        ind, outd = runner.get_input_details(), runner.get_output_details()
+        ins = tuple(TensorSpec(n, tuple(int(s) for s in ind[n]["shape"]), _dtype(ind[n]["dtype"])) for n in sig["inputs"])
+        outs = tuple(TensorSpec(n, tuple(int(s) for s in outd[n]["shape"]), _dtype(outd[n]["dtype"])) for n in sig["outputs"])
+        return ins, outs
+    ins = tuple(TensorSpec(n, tuple(int(s) for s in d["shape"]), _dtype(d["dtype"]))
+                for n, d in zip(names, it.get_input_details(), strict=False))
     outs = tuple(TensorSpec(out, tuple(int(s) for s in d["shape"]), _dtype(d["dtype"])) for d in it.get_output_details())
     return ins, outs
 
@@ -237,9 +247,8 @@ def build_dynamics(root: Path, formats=("onnx",), tflite_batch: int = 2, steps: 
             ("fused", fused, (y0,), ["y0"], "trajectory"),
         ):
             rel = f"{ext}/{role}.{ext}"
-            ins, outs = export(mod, args, root / rel, names, out)
-            if fmt == "tflite" and role == "field" and len(ins) == 1:
-                ins = (TensorSpec("h", ins[0].shape, ins[0].dtype),)
+            # TFLite: the signature's names (args_0, ...), matched by name as for edgeode.export bundles
+            ins, outs = export(mod, args, root / rel, names if fmt == "onnx" else None, out)
             arts.append(artifact(root, rel, role, fmt, ins, outs, batch=batch))
     write_manifest(root, "dynamics", "spiral", InputSpec(TensorSpec("y0", (None, 2))),
                    OutputSpec(TensorSpec("trajectory", (steps + 1, None, 2))),

@@ -28,6 +28,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_pack import make_bundle  # noqa: E402  (one exported bundle per test session)
+
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / ".ci" / "aarch64-setup.sh"
 SYSROOT = Path(os.environ.get("EDGEODE_ARM64_SYSROOT", "/var/tmp/edgeode-arm64/sysroot"))
@@ -88,28 +92,6 @@ def _arm_env(site: Path, home: Path) -> dict:
     }
 
 
-def make_bundle(tmp_path_factory) -> Path:
-    """A real bundle: a tiny ODE-Net trained one epoch on the 8x8 digits, exported to ONNX and TFLite.
-
-    Built once per test session (shared with tests/test_pack.py through the session's base temp dir).
-    """
-    base = tmp_path_factory.getbasetemp()
-    bundle = base / "pack-bundle"
-    if (bundle / "manifest.json").is_file():
-        return bundle
-    pytest.importorskip("torch")
-    from edgeode.export import export_run
-    from edgeode.train.checkpoint import TrainConfig
-    from edgeode.train.models import ModelConfig
-    from edgeode.train.trainer import train
-
-    cfg = TrainConfig(model=ModelConfig(arch="odenet", in_channels=1, image_size=8, num_classes=10, width=8,
-                                        downsample=1, steps=2), data="digits", epochs=1, batch_size=64, lr=3e-3)
-    train(cfg, base / "pack-run", progress=False)
-    export_run(base / "pack-run", bundle, progress=False)
-    return bundle
-
-
 @pytest.fixture(scope="module")
 def installed(emulator, tmp_path_factory):
     """The pi-4b package of a real bundle, installed offline from its wheelhouse for arm64."""
@@ -121,7 +103,7 @@ def installed(emulator, tmp_path_factory):
     site = work / "site"
     cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(result.out_dir / "wheels"),
            "--only-binary=:all:", "--python-version", result.python, "--implementation", "cp",
-           "--abi", "cp" + result.python.replace(".", ""), "--target", str(site), "--quiet"]
+           "--abi", "cp" + result.python.replace(".", ""), "--target", str(site), "--no-compile", "--quiet"]
     for plat in result.platforms:
         cmd += ["--platform", plat]
     proc = subprocess.run([*cmd, *result.install_args], capture_output=True, text=True, env=_host_env(), timeout=600)
@@ -147,8 +129,14 @@ ARM_SCRIPT = textwrap.dedent("""
         outputs[backend + "-" + mode] = model.predict(x)
         model.close()
     np.savez(out_path, **outputs)
-    import onnxruntime, ai_edge_litert
-    print(json.dumps({"machine": platform.machine(), "python": platform.python_version(), "has_torch": has_torch,
+    import contextlib, io
+    import onnxruntime, ai_edge_litert  # noqa: F401
+    from edgeode.cli import main
+    from edgeode.devices.hostinfo import detect_emulation
+    cli_out = io.StringIO()
+    with contextlib.redirect_stdout(cli_out):  # the README's run command, in-process
+        cli_rc = main(["run", bundle, x_path, "--json"])
+    print(json.dumps({"cli_rc": cli_rc, "cli": json.loads(cli_out.getvalue()), "emulation": detect_emulation(),"machine": platform.machine(), "python": platform.python_version(), "has_torch": has_torch,
                       "edgeode": edgeode.__file__, "numpy": np.__file__, "numpy_version": np.__version__,
                       "onnxruntime": onnxruntime.__version__, "edgeode_in_sys_modules_torch": "torch" in sys.modules}))
 """)
@@ -172,6 +160,9 @@ def test_pack_runs_on_arm64_like_on_x86(emulator, installed):
     assert facts["python"].startswith(result.python + ".")
     assert not facts["has_torch"] and not facts["edgeode_in_sys_modules_torch"]
     assert facts["edgeode"].startswith(str(site)) and facts["numpy"].startswith(str(site))  # the packed wheels
+    # Timings here are the emulator's: edgeode must know it is emulated (profile then reports no device figures).
+    assert facts["emulation"], "detect_emulation() missed QEMU user-mode emulation"
+    assert facts["cli_rc"] == 0 and facts["cli"]["backend"] == "onnxruntime", facts["cli"]
     arm = np.load(work / "arm.npz")
     for backend, mode in CASES:
         host = load(bundle, backend=backend, mode=mode).predict(x)
@@ -179,3 +170,5 @@ def test_pack_runs_on_arm64_like_on_x86(emulator, installed):
         assert got.shape == host.shape == (3, 10)
         np.testing.assert_allclose(got, host, rtol=1e-4, atol=1e-4, err_msg=f"{backend} {mode}: arm64 vs x86")
         assert (got.argmax(1) == host.argmax(1)).all()
+        if (backend, mode) == ("onnxruntime", "fused"):
+            assert [p["class"] for p in facts["cli"]["predictions"]] == host.argmax(1).tolist()

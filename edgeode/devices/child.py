@@ -7,6 +7,8 @@ too large for the machine kills a child, not the host command. Modes:
 ``run``    load a bundle with :func:`edgeode.runtime.load`, warm up, time ``--runs`` inferences
 ``floor``  import the backend and open a trivial session: the runtime's own memory floor
 ``alloc``  allocate and touch ``--mb`` MiB with numpy (tests check the profiler against it)
+``onnx``   run a bare ONNX file (``--model``, input shape ``--shape``) with onnxruntime: footprint
+           measurements of models that are not bundles (``edgeode compare``'s ImageNet scale)
 
 The result is one JSON object written atomically to ``--out``; on failure it holds ``error`` and
 ``error_type``. Imports only numpy, the standard library and :mod:`edgeode.runtime` (never torch).
@@ -94,6 +96,30 @@ def _alloc(args: argparse.Namespace) -> dict[str, Any]:
     return {"allocated_mb": _mb(block.nbytes), "rss_before_mb": before, "checksum": touched, **_memory()}
 
 
+def _onnx_file(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads or 0
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    t0 = time.perf_counter()
+    sess = ort.InferenceSession(args.model, sess_options=opts, providers=["CPUExecutionProvider"])
+    load_s = time.perf_counter() - t0
+    shape = [int(v) for v in args.shape.split(",")]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    name = sess.get_inputs()[0].name
+    for _ in range(args.warmup):
+        sess.run(None, {name: x})
+    latencies = []
+    cpu0 = time.process_time()
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        sess.run(None, {name: x})
+        latencies.append((time.perf_counter() - start) * 1e3)
+    return {"load_s": load_s, "latencies_ms": latencies, "timed_cpu_s": time.process_time() - cpu0, **_memory()}
+
+
 def _read_rapl() -> int | None:
     from edgeode.devices.power import read_rapl_uj
 
@@ -150,7 +176,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edgeode.devices.child", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("run", "floor", "alloc"))
+    p.add_argument("what", choices=("run", "floor", "alloc", "onnx"))
+    p.add_argument("--model")
+    p.add_argument("--shape", default="1,3,224,224")
     p.add_argument("--out", required=True)
     p.add_argument("--bundle")
     p.add_argument("--backend", default="auto")
@@ -169,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        result = {"floor": _floor, "alloc": _alloc, "run": _run}[args.what](args)
+        result = {"floor": _floor, "alloc": _alloc, "run": _run, "onnx": _onnx_file}[args.what](args)
         code = 0
     except MemoryError:
         result, code = {"error": "out of memory while loading or running the model", "error_type": "MemoryError"}, 3

@@ -110,10 +110,14 @@ def detect_emulation() -> str | None:
     if os.environ.get("EDGEODE_EMULATED") == "1":
         return "EDGEODE_EMULATED=1 is set"
     machine = platform.machine().lower()
-    try:
-        info = Path("/proc/cpuinfo").read_text().lower()
-    except OSError:
-        info = ""
+    info = ""
+    # /proc/self/root/... is the real root even under `qemu-aarch64 -L SYSROOT`, which maps /proc/cpuinfo
+    # to a fake SYSROOT/proc/cpuinfo (an Arm one, needed by onnxruntime): read both.
+    for path in ("/proc/cpuinfo", "/proc/self/root/proc/cpuinfo"):
+        try:
+            info += Path(path).read_text().lower()
+        except OSError:
+            pass
     x86_cpu = "vendor_id" in info and ("genuineintel" in info or "authenticamd" in info)
     arm_machine = machine.startswith(("aarch64", "arm"))
     if arm_machine and x86_cpu:

@@ -161,6 +161,10 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
         ExportError: a converter failed. ParityError: an artifact disagrees with torch.
     """
     formats, quantize = _check_options(formats, tflite_batch, quantize, tolerance)
+    if quantize:
+        from edgeode.export.quantize import check_quantize
+
+        check_quantize(quantize, formats)
     out_dir = Path(out_dir).expanduser()
     cfg = source.config
     with torch.no_grad():

@@ -304,7 +304,12 @@ def pack(
     bundle = read_bundle(bundle_dir)
     android = not profile.python
     kind = "android" if android else "python"
-    bar = _Progress(total=3 if android else 6, enabled=progress)
+    if android and (pins or python or (backends and tuple(backends) != ("litert",))):
+        raise PackError(
+            f"{profile.display_name} is an Android phone: its package is the fused TFLite model for LiteRT in an app, "
+            "with no Python wheels, so --backends (other than litert), --python and --pin do not apply; drop them"
+        )
+    bar = _Progress(total=(2 if android else 5) + int(tar), enabled=progress)
     try:
         if android:
             with _staging(out_dir, force) as stage:

@@ -77,8 +77,9 @@ def python_readme(info: PythonPackInfo, manifest: Manifest) -> str:
     install = " ".join(shlex.quote(a) for a in info.install_args)
     wheels = "\n".join(f"    {w}" for w in info.wheels)
     example = (
-        "edgeode run bundle --input IMAGE.png      # a PNG/PGM image" if manifest.input.preprocess.image_size
-        else "edgeode run bundle                      # see `edgeode run --help` for the input options"
+        "edgeode run bundle IMAGE.png        # a PNG/PGM image, or a .npy array of model inputs"
+        if manifest.input.preprocess.image_size
+        else "edgeode run bundle INPUT.npy        # a .npy array of model inputs"
     )
     return f"""# edgeode package for {info.display_name} (`{info.device}`)
 
@@ -91,6 +92,7 @@ Nothing is downloaded on the device, and torch is not needed there.
     bundle/     the exported model (manifest.json + model files, checksums verified when packed)
     wheels/     every Python package the device needs, as {info.arch} wheels
     run.sh      installs on first use, then runs edgeode on the bundle
+    PACKED      what was packed: device, Python, pip platforms, backends, edgeode version, date
 
 ## Install on the device (offline)
 
@@ -110,7 +112,7 @@ python3 -m venv .venv        # Raspberry Pi OS refuses system-wide pip installs 
 .venv/bin/{example}
 ```
 
-or `./run.sh run [OPTIONS]`. From Python:
+or `./run.sh run INPUT [OPTIONS]` (`edgeode run --help` lists backend, mode, threads...). From Python:
 
 ```python
 import numpy as np
@@ -125,7 +127,9 @@ print(model.predict(x))   # x: float32 array shaped like the input above
 .venv/bin/edgeode profile bundle --device {info.device}
 ```
 
-or `./run.sh profile [OPTIONS]`.
+or `./run.sh profile [OPTIONS]`. Until this board is calibrated the time figures are estimates scaled
+from the profile; `.venv/bin/edgeode devices calibrate --save {info.device} --like {info.device}` run once on
+the board saves a measured profile (it overrides the shipped one here), and profiles then report measured times.
 
 ## Preprocessing
 
@@ -147,7 +151,7 @@ def run_script(info: PythonPackInfo) -> str:
     return f"""#!/bin/sh
 # Run the packed edgeode model on {info.display_name}. Nothing is downloaded.
 #   ./run.sh install           install edgeode and its wheels into ./.venv (offline)
-#   ./run.sh run [OPTIONS]     edgeode run bundle [OPTIONS]       (installs first if needed)
+#   ./run.sh run INPUT [OPTIONS]  edgeode run bundle INPUT [OPTIONS] (installs first if needed)
 #   ./run.sh profile [OPTIONS] edgeode profile bundle --device {info.device} [OPTIONS]
 set -eu
 cd "$(dirname "$0")"

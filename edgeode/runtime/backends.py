@@ -179,8 +179,9 @@ class OnnxSession(Session):
 class TFLiteSession(Session):
     """A TFLite interpreter (LiteRT's ``ai_edge_litert`` or the legacy ``tflite_runtime``).
 
-    Manifest inputs are matched to the interpreter's tensors by name, else by the order of the
-    model's signature (litert-torch names them ``serving_default_args_0``, ...), else by position.
+    Manifest inputs are matched to the interpreter's tensors by tensor name, else by signature
+    name (litert-torch: the argument names; tensors are called ``serving_default_NAME``), else by
+    the signature's order, else by position.
     """
 
     def __init__(self, backend: str, path: Path, artifact: Artifact, threads: int | None):
@@ -207,16 +208,20 @@ class TFLiteSession(Session):
         if all(s.name in by_name for s in specs):
             return {s.name: by_name[s.name] for s in specs}
         ordered = details
-        try:
+        try:  # signature names (litert-torch: the argument names) -> tensor details
             sigs = self._it.get_signature_list()
-        except Exception:  # older interpreters without signatures
-            sigs = {}
-        if len(sigs) == 1:
-            (key, sig), = sigs.items()
-            names = sig.get("inputs" if what == "inputs" else "outputs", [])
-            cands = [by_name.get(f"{key}_{n}") or by_name.get(f"{key}_{n}:0") or by_name.get(f"{key}_{n}_{what[:-1]}") for n in names]
-            if len(cands) == len(details) and all(c is not None for c in cands):
-                ordered = cands
+            if len(sigs) == 1:
+                runner = self._it.get_signature_runner(next(iter(sigs)))
+                sig_details = runner.get_input_details() if what == "inputs" else runner.get_output_details()
+                by_index = {d["index"]: d for d in details}
+                by_sig = {n: by_index[d["index"]] for n, d in sig_details.items() if d["index"] in by_index}
+                if all(s.name in by_sig for s in specs):
+                    return {s.name: by_sig[s.name] for s in specs}
+                names = next(iter(sigs.values())).get(what, [])
+                if len(names) == len(details) and all(n in by_sig for n in names):
+                    ordered = [by_sig[n] for n in names]  # signature order
+        except Exception:  # an interpreter without signature support: fall back to tensor order
+            pass
         return {s.name: d for s, d in zip(specs, ordered, strict=True)}
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

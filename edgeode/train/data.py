@@ -129,10 +129,11 @@ def _split(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _image_preprocess(train_raw: np.ndarray, raw_max: float, size: tuple[int, int]) -> dict:
     scaled = train_raw.astype(np.float64) / raw_max
+    std = round(float(scaled.std()), 6)
     return {
         "scale": 1.0 / raw_max,
         "mean": round(float(scaled.mean()), 6),
-        "std": round(float(scaled.std()), 6),
+        "std": std if std > 0 else 1.0,  # constant images (only in synthetic tests): do not divide by 0
         "image_size": [int(size[0]), int(size[1])],
         "raw_max": float(raw_max),
         "invert": False,

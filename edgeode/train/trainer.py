@@ -175,7 +175,6 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True, overw
     ctx = init_distributed()
     tmp_dir: Path | None = None
     try:
-        torch.set_num_threads(local_threads(ctx, config.threads))
         error: EdgeodeError | None = None
         if ctx.is_main:
             try:
@@ -190,6 +189,7 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True, overw
         check_config_fits_data(config.model, data)
         torch.manual_seed(config.seed)
         model = build_model(config.model)
+        torch.set_num_threads(local_threads(ctx, config.threads, count_parameters(model)))
         model.train()
         net: nn.Module = model
         if ctx.enabled:

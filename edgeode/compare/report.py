@@ -1,0 +1,251 @@
+"""The comparison report: ``report.json``, ``report.md`` and PNG plots (matplotlib, Agg backend).
+
+Plots (a user should rather look at these than read the tables):
+
+* ``memory_per_device.png``: every model (both scales) against every device: the share of the
+  device's available RAM the model needs; red cells do not fit.
+* ``accuracy_vs_energy.png``: MNIST-scale accuracy against the energy proxy per inference on the
+  chosen device.
+* ``latency_per_device.png``: estimated p50 latency of the MNIST-scale models on every device.
+* ``train_memory.png``: training memory against solver steps from the adjoint benchmark, when
+  ``benchmarks/results`` holds its results (otherwise omitted, with a note in the report).
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report"]
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_memory(report: dict, path: Path) -> None:
+    plt = _plt()
+    import numpy as np
+
+    rows = [(f"{r['model']} (MNIST scale)", r) for r in report["mnist_scale"]]
+    rows += [(f"{r['model']} (224x224{', est.' if r.get('memory_basis') == 'estimate' else ''})", r)
+             for r in report["imagenet_scale"]]
+    devices = list(report["devices"])
+    ratio = np.array([[r["per_device"][d]["ram_needed_mb"] / max(r["per_device"][d]["ram_available_mb"], 1e-9)
+                       for d in devices] for _, r in rows])
+    fig, ax = plt.subplots(figsize=(1.0 * len(devices) + 3, 0.5 * len(rows) + 2))
+    shown = np.log10(np.clip(ratio, 1e-3, 1e3))
+    im = ax.imshow(shown, cmap="RdYlGn_r", vmin=-3, vmax=3, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(devices)):
+            r = ratio[i, j]
+            text = f"{100 * r:.0f}%" if r < 10 else f"{r:.0f}x"
+            ax.text(j, i, text if r <= 1 else text + "\nno fit", ha="center", va="center", fontsize=7,
+                    color="black" if 0.05 < r < 20 else "white")
+    ax.set_xticks(range(len(devices)), devices, rotation=40, ha="right")
+    ax.set_yticks(range(len(rows)), [name for name, _ in rows])
+    ax.set_title("Peak memory / device RAM available (over 100% = does not fit)")
+    fig.colorbar(im, ax=ax, label="log10(needed / available)")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plot_accuracy_energy(report: dict, path: Path) -> bool:
+    plt = _plt()
+    pts = [(r["energy_proxy_mj"], r["accuracy"], r["model"]) for r in report["mnist_scale"]
+           if r.get("energy_proxy_mj") is not None and r.get("accuracy") is not None]
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for e, a, name in pts:
+        ax.scatter([e], [100 * a], s=60)
+        ax.annotate(name, (e, 100 * a), textcoords="offset points", xytext=(6, 4))
+    ax.set_xscale("log")
+    ax.set_xlabel(f"energy proxy per inference on {report['device']} (mJ, estimate)")
+    ax.set_ylabel(f"test accuracy on {report['data']['data']} (%)")
+    ax.set_title("Accuracy vs energy per inference (upper left is better)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def _plot_latency(report: dict, path: Path) -> bool:
+    plt = _plt()
+    import numpy as np
+
+    rows = report["mnist_scale"]
+    devices = [d for d in report["devices"] if all("latency_p50_ms_estimate" in r["per_device"][d] for r in rows)]
+    if not rows or not devices:
+        return False
+    fig, ax = plt.subplots(figsize=(1.0 * len(devices) + 3, 4.2))
+    width = 0.8 / len(rows)
+    x = np.arange(len(devices))
+    for k, r in enumerate(rows):
+        ax.bar(x + k * width, [r["per_device"][d]["latency_p50_ms_estimate"] for d in devices], width, label=r["model"])
+    ax.set_xticks(x + width * (len(rows) - 1) / 2, devices, rotation=40, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("p50 latency per inference (ms, estimate)")
+    ax.set_title("MNIST-scale latency per device (host p50 scaled by SGEMM throughput)")
+    ax.legend()
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def _train_memory_series(data: Any) -> dict[str, list[tuple[float, float]]]:
+    """(steps, memory MB) series per method from a benchmark JSON of unknown exact layout."""
+    records: list[dict] = []
+
+    def collect(obj: Any) -> None:
+        if isinstance(obj, dict):
+            if any(k in obj for k in ("steps", "depth")) and any("mem" in k or "rss" in k for k in obj):
+                records.append(obj)
+            for v in obj.values():
+                collect(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                collect(v)
+
+    collect(data)
+    series: dict[str, list[tuple[float, float]]] = {}
+    for rec in records:
+        x = rec.get("steps", rec.get("depth"))
+        mem_keys = [k for k in rec if ("mem" in k or "rss" in k) and isinstance(rec[k], (int, float))]
+        if not isinstance(x, (int, float)) or not mem_keys:
+            continue
+        key = next((k for k in mem_keys if "peak" in k), mem_keys[0])
+        name = str(rec.get("method") or rec.get("name") or rec.get("mode") or rec.get("target") or "run")
+        series.setdefault(name, []).append((float(x), float(rec[key])))
+    return {k: sorted(v) for k, v in series.items()}
+
+
+def _plot_train_memory(report: dict, path: Path) -> bool:
+    tm = report.get("train_memory") or {}
+    if not tm.get("data"):
+        return False
+    series = _train_memory_series(tm["data"])
+    if not series:
+        tm["note"] = f"{tm.get('source')}: no (steps, memory) records recognised; plot omitted"
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, pts in series.items():
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("solver steps (depth)")
+    ax.set_ylabel("training memory (MB)")
+    ax.set_title("Training memory vs steps: adjoint stays flat, backprop grows")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def _f(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:.{digits}f}"
+
+
+def _markdown(report: dict, plots: dict[str, str]) -> str:
+    dev = report["device"]
+    lines = [f"# edgeode compare: ODE-Net vs RK-Net vs ResNet vs VGG on {report['device_display_name']} ({dev})", ""]
+    lines += ["Figures for a device are **estimates** (host measurements scaled by the ratio of single-thread SGEMM "
+              f"throughput; host {report['host']['cpu']}, {report['host']['sgemm_gflops_1t']:.1f} GFLOP/s) unless the "
+              "device profile was calibrated on this machine. Energy is a **proxy** (CPU time x the device's power "
+              "model), not a measurement.", ""]
+    ans = report.get("answers", {}).get("vgg16_on_pi_zero_2w")
+    if ans:
+        lines += ["## Does VGG-16 fit a Raspberry Pi Zero 2 W?", "",
+                  f"**{'Yes' if ans['fits'] else 'No'}.** VGG-16 (224x224, onnxruntime) {ans['message']}.", ""]
+    for key, title in (("memory_per_device", "Memory per model per device"),
+                       ("accuracy_vs_energy", "Accuracy vs energy per inference"),
+                       ("latency_per_device", "Latency per device"), ("train_memory", "Training memory vs steps")):
+        if key in plots:
+            lines += [f"![{title}]({plots[key]})", ""]
+    d = report["data"]
+    lines += [f"## MNIST scale: trained on {d['data']} ({d['train_examples']} train / {d['test_examples']} test, "
+              f"input {d['input_shape']})", "",
+              f"Profiled on {dev} ({report['mnist_scale'][0]['figures'] if report['mnist_scale'] else ''}).", "",
+              "| model | accuracy | parameters | bundle MB | peak memory MB | model adds MB | MACs | field evals "
+              "| p50 latency ms | p95 ms | energy proxy mJ | fits |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["mnist_scale"]:
+        lat = r.get("latency_ms") or {}
+        lines.append(
+            f"| {r['model']} | {_f(100 * r['accuracy'] if r['accuracy'] is not None else None, 1)}% | {_f(r['parameters'])} "
+            f"| {_f(r['bundle_size_mb'], 3)} | {_f(r['peak_rss_mb'], 1)} | {_f(r['model_added_mb'], 1)} "
+            f"| {_f(r['macs_per_inference'])} | {_f(r['field_evaluations'])} | {_f(lat.get('p50'), 3)} "
+            f"| {_f(lat.get('p95'), 3)} | {_f(r['energy_proxy_mj'], 4)} | {'yes' if r['fits']['fits'] else 'NO'} |")
+    lines += ["", "Host (measured) p50 latency ms: "
+              + ", ".join(f"{r['model']} {_f(r['host_latency_ms']['p50'], 3)}" for r in report["mnist_scale"]), ""]
+    if report["imagenet_scale"]:
+        devices = list(report["devices"])
+        lines += ["## ImageNet scale (224x224): random weights, footprint only", "",
+                  "ODE counterparts keep each stage's first (resolution-changing) block and replace the stage's "
+                  "other residual blocks by one ODE block whose field is one residual branch "
+                  f"({report['imagenet_scale'][1].get('solver') if len(report['imagenet_scale']) > 1 else ''}).", "",
+                  "| model | parameters | weights MB | ONNX MB | MACs | peak memory MB | basis |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in report["imagenet_scale"]:
+            mem = r["peak_rss_mb"] if r["peak_rss_mb"] is not None else r["peak_rss_mb_estimate"]
+            lines.append(f"| {r['model']} | {_f(r['parameters'])} | {_f(r['weights_mb'], 1)} | {_f(r['onnx_size_mb'], 1)} "
+                         f"| {_f(r['macs_per_inference'])} | {_f(mem, 0)} | {r['memory_basis']} |")
+        lines += ["", "Fits (RAM available after the OS, and storage):", "",
+                  "| model | " + " | ".join(devices) + " |", "|---|" + "---|" * len(devices)]
+        for r in report["mnist_scale"] + report["imagenet_scale"]:
+            scale = "" if "family" in r else " (MNIST)"
+            lines.append(f"| {r['model']}{scale} | "
+                         + " | ".join("yes" if r["per_device"][dv]["fits"] else "no" for dv in devices) + " |")
+        lines.append("")
+    tm = report.get("train_memory", {})
+    if "train_memory" not in plots:
+        lines += ["## Training memory", "", tm.get("note") or "No training-memory data recognised.", ""]
+    lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    lines += ["", f"Run time {report['elapsed_s']:.0f} s. Configuration: `{json.dumps(report['config'])}`", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out: Path) -> dict[str, str]:
+    """Write plots, report.json and report.md into ``out``; return ``{kind: file name}``."""
+    out = Path(out)
+    plots: dict[str, str] = {}
+    _plot_memory(report, out / "memory_per_device.png")
+    plots["memory_per_device"] = "memory_per_device.png"
+    if _plot_accuracy_energy(report, out / "accuracy_vs_energy.png"):
+        plots["accuracy_vs_energy"] = "accuracy_vs_energy.png"
+    if _plot_latency(report, out / "latency_per_device.png"):
+        plots["latency_per_device"] = "latency_per_device.png"
+    if _plot_train_memory(report, out / "train_memory.png"):
+        plots["train_memory"] = "train_memory.png"
+    files = {**plots, "json": "report.json", "markdown": "report.md"}
+    report["files"] = files
+    _atomic_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    _atomic_text(out / "report.md", _markdown(report, plots))
+    return files

@@ -1,0 +1,61 @@
+"""End to end on real MNIST: train briefly, export, run with the torch-free runtime, same accuracy.
+
+Uses the official 10,000-image MNIST test set (t10k IDX files) at ``../shared/data/mnist`` beside the
+checkout; skipped with the reason where it is absent. The data split is 8,000 train / 2,000 test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mnist_bundle(tmp_path_factory):
+    if not (MNIST / "t10k-images-idx3-ubyte.gz").exists() and not (MNIST / "t10k-images-idx3-ubyte").exists():
+        pytest.skip(f"MNIST test files not found in {MNIST} (t10k-images-idx3-ubyte[.gz]); put them there to run this test")
+    pytest.importorskip("litert_torch", reason="litert-torch is needed to export TFLite")
+    from edgeode.export import export_run
+    from edgeode.train.checkpoint import TrainConfig, load_run
+    from edgeode.train.data import load_dataset
+    from edgeode.train.models import ModelConfig
+    from edgeode.train.trainer import train
+
+    root = tmp_path_factory.mktemp("mnist")
+    # The paper's architecture at a small width; 2 RK4 steps keep the unrolled TFLite solve small.
+    model = ModelConfig(arch="odenet", image_size=28, width=16, downsample=2, steps=2, solver="rk4")
+    config = TrainConfig(model=model, data="mnist", data_path=str(MNIST), epochs=1, batch_size=50, lr=3e-3,
+                         train_limit=400, threads=1)
+    train(config, root / "run", progress=False)
+    manifest = export_run(root / "run", root / "bundle", progress=False)
+    data = load_dataset("mnist", str(MNIST), config.seed)
+    with torch.no_grad():
+        torch_scores = load_run(root / "run").model(data.x_test).numpy()
+    return root / "bundle", manifest, data.x_test.numpy(), data.y_test.numpy(), torch_scores
+
+
+@pytest.mark.parametrize("backend, mode", [("onnxruntime", "fused"), ("onnxruntime", "loop"), ("litert", "fused")])
+def test_runtime_accuracy_equals_torch_accuracy(mnist_bundle, backend, mode):
+    pytest.importorskip({"onnxruntime": "onnxruntime", "litert": "ai_edge_litert.interpreter"}[backend],
+                        reason=f"backend {backend} is not installed")
+    from edgeode.runtime import load
+
+    bundle, manifest, x, y, torch_scores = mnist_bundle
+    assert manifest.input.preprocess.raw_max == 255.0 and manifest.input.tensor.shape == (None, 1, 28, 28)
+    n = len(x) if backend == "onnxruntime" else 300  # batch-1 TFLite: a subset keeps the test quick
+    with load(bundle, backend=backend, mode=mode) as model:
+        scores = model.predict(x[:n])
+    torch_pred = torch_scores[:n].argmax(axis=1)
+    pred = scores.argmax(axis=1)
+    torch_acc = float((torch_pred == y[:n]).mean())
+    acc = float((pred == y[:n]).mean())
+    assert acc == torch_acc, f"{backend}/{mode}: accuracy {acc:.4f} vs torch {torch_acc:.4f}"
+    assert np.array_equal(pred, torch_pred)
+    assert torch_acc > 0.3  # it learned something in 400 images (chance is 0.1)
