@@ -604,7 +604,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Writes benchmarks/results/inference.json and inference.md (inference-quick.* with --quick).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--quick", action="store_true", help="few repeats, batch 1 only, no profiles: a smoke run")
+    p.add_argument("--quick", action="store_true",
+                   help="few repeats, batch 1, ONNX / onnxruntime only (unless --formats / --backends are given), "
+                        "no profiles: a smoke run")
     p.add_argument("--mnist-path", default=str(DEFAULT_MNIST),
                    help="directory with the MNIST t10k IDX files (the bundle's preprocessing is taken from it)")
     p.add_argument("--work", default=None,
@@ -636,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats, args.warmup, args.budget = 3, 1, 0.2
         if args.batches == [1, 32]:
             args.batches = [1]
+        if args.formats == ["onnx", "tflite"] and args.backends == list(BACKENDS):
+            # TFLite conversion takes minutes; the smoke run exercises the ONNX path only.
+            args.formats, args.backends = ["onnx"], ["onnxruntime"]
         args.profile = False
     import shutil
     import tempfile

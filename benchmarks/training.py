@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="gradient methods")
     p.add_argument("--batch", type=int, default=32, help="batch size")
     p.add_argument("--width", type=int, default=64, help="ODE-Net width (channels)")
-    p.add_argument("--iterations", type=int, default=3,
+    p.add_argument("--iterations", type=int, default=2,
                    help="timed training steps per configuration (after one warm-up step); at 160 steps with "
                         "backprop each takes seconds and GBs")
     p.add_argument("--threads", type=int, default=1, help="torch threads in each worker")

@@ -274,6 +274,8 @@ def build_diverging(root: Path, steps: int = 6) -> Built:
     root.mkdir(parents=True, exist_ok=True)
     ins, outs = _onnx(Blow().eval(), (torch.tensor(0.0), torch.ones(1, 1)), root / "onnx/field.onnx", ["t", "h"], "dh")
     arts = [artifact(root, "onnx/field.onnx", "field", "onnx", ins, outs)]
+    ins, outs = fused_loop_onnx(root / "onnx/field.onnx", root / "onnx/fused.onnx", get_tableau("euler"), 0.0, 1.0, steps)
+    arts.append(artifact(root, "onnx/fused.onnx", "fused", "onnx", ins, outs))
     write_manifest(root, "dynamics", "spiral", InputSpec(TensorSpec("y0", (None, 1))),
                    OutputSpec(TensorSpec("trajectory", (steps + 1, None, 1))),
                    SolverSpec(get_tableau("euler"), 0.0, 1.0, steps, (None, 1)), arts)

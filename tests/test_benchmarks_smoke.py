@@ -54,6 +54,7 @@ def test_inference_quick_spiral(tmp_path: Path) -> None:
     assert all(r["check"]["equal"] and not r["imported_torch"] for r in ours)
 
 
+@pytest.mark.slow
 def test_table1_memory_only(tmp_path: Path) -> None:
     mnist = ROOT.parent / "shared" / "data" / "mnist"
     if not mnist.is_dir():

@@ -145,7 +145,8 @@ def onnx_bundle(tmp_path_factory):
 
     model, cfg = _odenet("midpoint", 3)
     out = tmp_path_factory.mktemp("b") / "bundle"
-    manifest = export_model(_source(model, cfg, torch.randn(3, 1, 8, 8)), out, formats=("onnx",), progress=False)
+    manifest = export_model(_source(model, cfg, torch.randn(3, 1, 8, 8)), out, formats=("onnx",),
+                            quantize=("int8-dynamic",), progress=False)
     return model, cfg, out, manifest
 
 
@@ -162,7 +163,8 @@ def test_onnx_bundle_manifest_is_complete_and_verifiable(onnx_bundle):
     assert manifest.solver.tableau == get_tableau("midpoint") and manifest.solver.steps == 3
     assert manifest.solver.state_shape == (None, 8, 3, 3)
     assert {"torch", "onnx", "onnxruntime", "edgeode"} <= set(manifest.tools)
-    assert sorted(a.role for a in manifest.artifacts) == ["encoder", "field", "fused", "head"]
+    floats = [a for a in manifest.artifacts if a.precision == "float32"]
+    assert sorted(a.role for a in floats) == ["encoder", "field", "fused", "head"]
     for art in manifest.artifacts:
         data = (out / art.path).read_bytes()
         assert hashlib.sha256(data).hexdigest() == art.sha256 and len(data) == art.size
@@ -175,6 +177,21 @@ def test_onnx_bundle_manifest_is_complete_and_verifiable(onnx_bundle):
     fused = manifest.find("fused", "onnx")
     assert [s.name for s in fused.inputs] == ["x", "steps"] and fused.inputs[1].dtype == "int64"
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".bundle")]  # no temp dirs left
+
+
+def test_onnx_int8_dynamic_variants_pass_a_looser_gate(onnx_bundle):
+    model, _, out, manifest = onnx_bundle
+    quant = {a.role: a for a in manifest.artifacts if a.precision == "int8-dynamic"}
+    assert sorted(quant) == ["encoder", "field", "fused", "head"]
+    assert quant["fused"].path == "onnx/fused.int8-dynamic.onnx"
+    assert quant["fused"].parity_tolerance > manifest.find("fused", "onnx").parity_tolerance
+    graph = onnx.load(str(out / quant["field"].path)).graph
+    assert any(init.data_type == onnx.TensorProto.INT8 for init in graph.initializer)
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    got = _session(out / quant["fused"].path).run(None, {"x": x.numpy()})[0]
+    assert np.abs(got - ref).max() <= quant["fused"].parity_tolerance
 
 
 def test_onnx_bundle_runs_with_dynamic_batch(onnx_bundle):
@@ -222,6 +239,7 @@ def test_existing_destination_needs_overwrite_and_survives_a_failed_overwrite(tm
     ({"tflite_batch": 0}, "tflite batch"),
     ({"quantize": ("int4",)}, "unknown quantization"),
     ({"tolerance": -1.0}, "tolerance"),
+    ({"formats": ("onnx",), "quantize": ("float16",)}, "needs format"),
 ])
 def test_bad_options_are_config_errors(tmp_path, kwargs, match):
     from edgeode.export import export_model
@@ -255,9 +273,15 @@ def test_tflite_bundle_with_fixed_batch(tmp_path):
     from edgeode.export import export_model
 
     model, cfg = _odenet("rk4", 2)
-    manifest = export_model(_source(model, cfg), tmp_path / "b", formats=("tflite",), tflite_batch=2, progress=False)
-    assert sorted(a.role for a in manifest.artifacts) == ["encoder", "field", "fused", "head"]
+    manifest = export_model(_source(model, cfg), tmp_path / "b", formats=("tflite",), tflite_batch=2,
+                            quantize=("int8-dynamic", "int8-weight", "float16"), progress=False)
+    floats = [a for a in manifest.artifacts if a.precision == "float32"]
+    assert sorted(a.role for a in floats) == ["encoder", "field", "fused", "head"]
     assert all(a.batch == 2 and a.format == "tflite" and a.opset is None for a in manifest.artifacts)
+    for precision in ("int8-dynamic", "int8-weight", "float16"):
+        variants = [a for a in manifest.artifacts if a.precision == precision]
+        assert len(variants) == 4 and all(a.parity_max_abs <= a.parity_tolerance for a in variants)
+        assert manifest.find("fused", "tflite", precision).size < manifest.find("fused", "tflite").size
     fused = manifest.find("fused", "tflite")
     assert fused.inputs[0].shape == (2, 1, 8, 8) and fused.outputs[0].name == "logits"
     runner = interp.Interpreter(model_path=str(tmp_path / "b" / fused.path)).get_signature_runner()

@@ -108,6 +108,7 @@ def test_escaping_path_is_rejected(path):
 @pytest.mark.parametrize("field, value, match", [
     ("sha256", "XYZ", "sha256"), ("size", -1, "size"), ("batch", 0, "batch"), ("role", "decoder", "role"),
     ("format", "tf", "format"), ("precision", "int4", "precision"), ("inputs", [], "inputs"),
+    ("opset", "17", "opset"), ("parity_max_abs", "small", "parity_max_abs"), ("parity_tolerance", None, "parity_tolerance"),
 ])
 def test_bad_artifact_values(field, value, match):
     data = valid()

@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from edgeode.errors import ConfigError, TableauError
-from edgeode.train.models import ModelConfig, ODEBlock, ODENet, ResNet, SpiralODE, VGG, build_model, count_parameters
+from edgeode.train.models import (
+    VGG,
+    ModelConfig,
+    ODEBlock,
+    ODENet,
+    ResNet,
+    SpiralODE,
+    build_model,
+    count_parameters,
+)
 
 
 def test_paper_parameter_counts_on_28x28() -> None:

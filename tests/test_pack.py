@@ -7,6 +7,7 @@ arm64 run of such a package is tests/test_aarch64.py.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -87,6 +88,7 @@ def test_pi_package_has_bundle_aarch64_wheels_readme(pi_package, bundle):
     assert "x` [N, 1, 8, 8] float32" in readme  # the model's input, from the manifest
     run_sh = out / "run.sh"
     assert os.access(run_sh, os.X_OK) and "--no-index --find-links wheels" in run_sh.read_text()
+    assert subprocess.run(["sh", "-n", str(run_sh)]).returncode == 0  # valid POSIX sh
     assert _leftovers(out.parent) == []
     with tarfile.open(out.with_name(out.name + ".tar.gz")) as tar:
         members = tar.getnames()
@@ -145,6 +147,9 @@ def test_android_pack_writes_tflite_manifest_and_note(bundle, tmp_path):
     pre = own.manifest.input.preprocess
     assert f"(raw * {pre.scale:g} - {pre.mean:g}) / {pre.std:g}" in note
     assert not list(out.rglob("*.whl"))
+    with pytest.raises(PackError, match="Android phone"):  # no Python wheels on a phone
+        pack(bundle, "pixel-6a", tmp_path / "android2", backends=["onnxruntime"], progress=False)
+    assert not (tmp_path / "android2").exists()
 
 
 @pytest.mark.slow

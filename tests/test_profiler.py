@@ -91,11 +91,24 @@ def test_profile_reports_units_and_macs(bundle):
     assert d["threads"] == min(4, d["threads"])
 
 
-def test_does_not_fit_is_a_verdict(bundle):
-    d = profile_bundle(bundle, "nano-33-ble-sense", runs=3, warmup=1, progress=False, count_macs=False).to_dict()
+def test_does_not_fit_is_a_verdict(bundle, tmp_path, monkeypatch):
+    """A board with less RAM than python + onnxruntime + the model: a verdict, not a crash."""
+    data = json.loads((Path(__file__).resolve().parents[1] / "edgeode/devices/profiles/pi-zero-2w.json").read_text())
+    data.update(name="tiny-board", ram_mb=64, os_reserved_mb=40, storage_mb=0.01)
+    (tmp_path / "tiny-board.json").write_text(json.dumps(data))
+    monkeypatch.setenv("EDGEODE_DEVICES_DIR", str(tmp_path))
+    d = profile_bundle(bundle, "tiny-board", runs=3, warmup=1, progress=False, count_macs=False).to_dict()
     v = d["fits"]
-    assert v["fits"] is False
-    assert v["message"].startswith("does not fit nano-33-ble-sense: needs") and "device has 0.2" in v["message"]
+    assert v["fits"] is False and v["ram_needed_mb"] == d["peak_rss_mb"] and v["ram_available_mb"] == 24
+    assert v["message"].startswith(f"does not fit tiny-board: needs {d['peak_rss_mb']:.1f} MB RAM, device has 24.0 MB")
+    assert "storage, device has 10.2 KB" in v["message"]
+
+
+def test_microcontroller_verdict_uses_the_activation_arena(bundle):
+    d = profile_bundle(bundle, "nano-33-ble-sense", runs=3, warmup=1, progress=False).to_dict()
+    # largest node: Gemm reads 256 floats and writes 10 -> (256 + 10) * 4 bytes; Conv 64 in + 256 out floats
+    assert d["macs"]["peak_activation_mb"] * 2**20 == max((256 + 10) * 4, (64 + 256) * 4, (256 + 256) * 4)
+    assert d["fits"]["fits"] is True and "arena" in d["fits"]["basis"]
     assert any("microcontroller" in n for n in d["notes"]) and any("cannot run onnxruntime" in n for n in d["notes"])
 
 
@@ -135,3 +148,19 @@ def test_cli_profile_json(bundle):
     notbundle = subprocess.run([sys.executable, "-m", "edgeode", "profile", str(bundle / "onnx"), "--device", "pi-4b"],
                                capture_output=True, text=True)
     assert notbundle.returncode == 2 and "not a bundle" in notbundle.stderr
+
+
+@pytest.mark.slow
+def test_fused_and_loop_macs_agree_on_an_ode_bundle(tmp_path):
+    """MACs of the fused ODE graph = encoder + (stages x steps) x field + head of the loop mode."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    runtime_bundles = pytest.importorskip("runtime_bundles")
+    pytest.importorskip("torch")
+    root = runtime_bundles.build_classifier(tmp_path / "ode", steps=3).path
+    fused = profile_bundle(root, "pi-5", mode="fused", runs=2, warmup=0, progress=False).to_dict()
+    loop = profile_bundle(root, "pi-5", mode="loop", runs=2, warmup=0, progress=False).to_dict()
+    assert fused["field_evaluations"] == loop["field_evaluations"] == 4 * 3
+    parts = loop["macs"]["artifacts"]
+    assert parts["field"]["calls_per_inference"] == 12
+    assert loop["macs_per_inference"] == parts["encoder"]["macs"] + 12 * parts["field"]["macs"] + parts["head"]["macs"]
+    assert fused["macs_per_inference"] == loop["macs_per_inference"] > 0

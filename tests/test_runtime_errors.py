@@ -148,6 +148,10 @@ def test_nan_state_names_the_step(tmp_path):
         model.predict(div.x)
     # a small enough start stays finite over all 6 Euler steps
     assert np.isfinite(model.solve(np.full((1, 1), 1e-40, np.float32))).all()
+    fused = load(div.path, mode="fused")
+    with pytest.raises(SolverError, match=r"fused solve.*NaN/Inf.*mode='loop'"):
+        fused.predict(div.x)
+    np.testing.assert_allclose(fused.solve(np.full((1, 1), 1e-40, np.float32)), model.solve(np.full((1, 1), 1e-40, np.float32)))
 
 
 def test_tflite_runtime_refused_under_numpy2():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +60,7 @@ def test_load_run_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = result.model(data.x_test)
     assert torch.equal(run.predict(data.x_test), expected)
-    accuracy = float((expected.argmax(1) == data.y_test).float().mean())
+    accuracy = int((expected.argmax(1) == data.y_test).sum()) / len(data.y_test)
     assert abs(accuracy - run.metrics["test_accuracy"]) < 1e-9
     with pytest.raises(ShapeError, match=r"expects \[batch, 1, 8, 8\]"):
         run.predict(torch.zeros(2, 1, 28, 28))
@@ -166,3 +168,11 @@ def test_odenet_digits_reaches_90_percent(tmp_path: Path, capsys) -> None:
     print(f"digits ODE-Net: {metrics['test_accuracy']:.3f} in {time.perf_counter() - start:.1f} s")
     assert metrics["test_accuracy"] >= 0.90
     assert metrics["gradient"] == "adjoint"
+
+
+def test_cli_module_does_not_import_torch() -> None:
+    """`edgeode --help` must work without loading torch: the train command imports it only when it runs."""
+    code = ("import argparse, sys, edgeode.commands.train as t; t.add_parser(argparse.ArgumentParser().add_subparsers()); "
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import at module level'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from edgeode.tableaus import tableau_names
 
@@ -21,8 +22,21 @@ DEFAULTS: dict[str, dict] = {
     # 28x28 MNIST: the paper's network (64 channels, two downsamplings, ODE on 64x7x7).
     "mnist": {"width": 64, "downsample": 2, "steps": 10, "epochs": 2, "batch_size": 128, "lr": 1e-3},
     # Spiral windows of 0.5 time units in 20 intervals (torchdiffeq examples/ode_demo.py setup).
-    "spiral": {"width": 64, "downsample": 1, "steps": 20, "epochs": 30, "batch_size": 20, "lr": 1e-3},
+    "spiral": {"steps": 20, "epochs": 30, "batch_size": 20, "lr": 1e-3},
 }
+
+
+def _defaults_epilog() -> str:
+    lines = ["defaults per data set ('auto' above):"]
+    for name, d in DEFAULTS.items():
+        lines.append(f"  {name:7s} " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in d.items()))
+    lines += ["", "examples:",
+              "  edgeode train -o runs/digits-odenet                  # ODE-Net, adjoint, RK4, 8x8 digits",
+              "  edgeode train --model rknet -o runs/digits-rknet",
+              "  edgeode train --data mnist --data-path ../shared/data/mnist -o runs/mnist-odenet",
+              "  edgeode train --model spiral -o runs/spiral",
+              "  torchrun --nproc_per_node=2 $(which edgeode) train -o runs/ddp"]
+    return "\n".join(lines)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,18 +50,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "mnist (IDX files in --data-path). Defaults depend on the data set (shown as 'auto'). "
             "For several processes: torchrun --nproc_per_node=K $(which edgeode) train ..."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=_defaults_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory to create")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace RUN_DIR if it exists (only after the new run succeeded)")
+                   help="replace RUN_DIR if it exists and is not empty (only after the new run succeeded)")
     p.add_argument("--model", default="odenet", metavar="|".join(MODELS),
-                   help="odenet (adjoint), rknet (backprop through the solver), resnet, vgg, or spiral (dynamics)")
+                   help="odenet (ODE-Net, adjoint), rknet (same net, backprop through the solver), resnet, vgg, "
+                        "or spiral (dynamics); default odenet")
     p.add_argument("--data", default=None, metavar="|".join(DATA),
                    help="data set; auto: spiral for --model spiral, else digits")
     p.add_argument("--data-path", default=None, metavar="DIR",
                    help="directory of the MNIST IDX files (t10k-*-ubyte[.gz], optionally train-*); needed for mnist")
-    p.add_argument("--solver", default="rk4", metavar="|".join(tableau_names()), help="Runge-Kutta tableau")
+    p.add_argument("--solver", default="rk4", metavar="|".join(tableau_names()), help="Runge-Kutta tableau; default rk4 (classic; torchdiffeq's 'rk4' is rk4_38)")
     p.add_argument("--steps", type=int, default=None, help="fixed solver steps over [t0, t1] (auto: per data set)")
     grad = p.add_mutually_exclusive_group()
     grad.add_argument("--adjoint", dest="adjoint", action="store_true", default=None,
@@ -58,18 +74,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None,
                    help="global batch size (split across torchrun processes) (auto: per data set)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (auto: per data set)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data split and data order")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay; default 0")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data split and data order; default 0")
     p.add_argument("--width", type=int, default=None, help="channels of the conv models (auto: 32 digits, 64 mnist)")
     p.add_argument("--downsample", type=int, default=None,
                    help="stride-2 downsampling convs before the ODE/res blocks (auto: 1 digits, 2 mnist)")
-    p.add_argument("--res-blocks", type=int, default=6, help="residual blocks of --model resnet")
+    p.add_argument("--res-blocks", type=int, default=6, help="residual blocks of --model resnet; default 6")
     p.add_argument("--vgg-widths", default=None, metavar="W1,W2,...",
                    help="channels per VGG stage (auto: 32,64 for digits, 64,128,256 for mnist)")
-    p.add_argument("--hidden", type=int, default=50, help="hidden units of the spiral field")
+    p.add_argument("--hidden", type=int, default=50, help="hidden units of the spiral field; default 50")
     p.add_argument("--t1", type=float, default=None, help="end time of the ODE block (auto: 1, 0.5 for spiral)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per process (auto: all cores, shared among torchrun processes)")
+                   help="torch threads per process (auto: all cores, shared among torchrun processes; "
+                        "1 for models under 100k parameters, where threads only add overhead)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
                    help="train on only the first N training examples (smoke tests); the test split is unchanged")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -93,7 +110,9 @@ def build_config(args: argparse.Namespace):
 
     def pick(name: str):
         value = getattr(args, name)
-        return d[name] if value is None else value
+        if value is not None:
+            return value
+        return d.get(name, DEFAULTS["mnist"].get(name))  # spiral has no conv options: any valid value
 
     adjoint = args.adjoint
     if adjoint is None:
@@ -118,7 +137,9 @@ def build_config(args: argparse.Namespace):
         width=pick("width"), downsample=pick("downsample"), res_blocks=args.res_blocks, vgg_widths=vgg,
         solver=args.solver, steps=pick("steps"), t0=0.0, t1=t1, adjoint=bool(adjoint), hidden=args.hidden,
     )
-    return TrainConfig(model=model, data=data, data_path=args.data_path, epochs=pick("epochs"),
+    # stored absolute so that load_run -> load_dataset works from any working directory
+    data_path = str(Path(args.data_path).expanduser().absolute()) if args.data_path else None
+    return TrainConfig(model=model, data=data, data_path=data_path, epochs=pick("epochs"),
                        batch_size=pick("batch_size"), lr=pick("lr"), seed=args.seed,
                        weight_decay=args.weight_decay, threads=args.threads,
                        train_limit=args.train_limit)

@@ -19,13 +19,13 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeode.devices.hostinfo import cpu_count, cpu_model, sgemm_gflops
 from edgeode.devices.power import energy_proxy
-from edgeode.devices.profiler import fit_verdict, profile_bundle
+from edgeode.devices.profiler import fit_verdict, profile_bundle, ram_need
 from edgeode.devices.profiles import DeviceProfile, list_profiles, load_profile
 from edgeode.errors import ConfigError
 
@@ -55,9 +55,9 @@ class CompareConfig:
     def resolved(self) -> CompareConfig:
         q = self.quick
         c = CompareConfig(**asdict(self))
-        c.epochs = self.epochs if self.epochs is not None else (1 if q else 8)
-        c.width = self.width if self.width is not None else (8 if q else 32)
-        c.steps = self.steps if self.steps is not None else (2 if q else 6)
+        c.epochs = self.epochs if self.epochs is not None else (1 if q else 5)
+        c.width = self.width if self.width is not None else (8 if q else 16)
+        c.steps = self.steps if self.steps is not None else (2 if q else 4)
         c.runs = self.runs if self.runs is not None else (5 if q else 30)
         c.imagenet_measure = self.imagenet_measure if self.imagenet_measure is not None else not q
         for name in ("epochs", "width", "steps", "runs"):
@@ -75,7 +75,7 @@ def _model_config(cfg: CompareConfig, arch: str, image_size: int):
     small = image_size <= 8
     return ModelConfig(
         arch=arch, in_channels=1, image_size=image_size, num_classes=10, width=cfg.width,
-        downsample=1 if small else 2, res_blocks=2 if cfg.quick else 6,
+        downsample=1 if small else 2, res_blocks=2 if cfg.quick else 4,
         vgg_widths=((cfg.width, 2 * cfg.width) if small else (cfg.width, 2 * cfg.width, 4 * cfg.width)),
         solver="rk4", steps=cfg.steps, adjoint=(arch == "odenet"))
 
@@ -88,13 +88,14 @@ def _bar(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="model", disable=not enabled, file=sys.stderr)
 
 
-def _device_estimates(profiles: list[DeviceProfile], host_gflops: float, peak_mb: float, storage_mb: float,
-                      host_p50_ms: float | None, host_cpu_ms: float | None) -> dict[str, Any]:
+def _device_estimates(profiles: list[DeviceProfile], host_gflops: float, peak_mb: float, floor_mb: float,
+                      storage_mb: float, host_p50_ms: float | None, host_cpu_ms: float | None,
+                      arena_mb: float | None) -> dict[str, Any]:
     """Per device: the fits verdict and (scaled) latency/energy estimates from one host measurement."""
     out = {}
     for p in profiles:
-        need = peak_mb
-        v = fit_verdict(p, need, storage_mb, "peak resident memory measured on the host")
+        need, basis = ram_need(p, peak_mb, floor_mb, arena_mb)
+        v = fit_verdict(p, need, storage_mb, basis)
         row: dict[str, Any] = {"fits": v.fits, "message": v.message, "ram_needed_mb": need,
                                "ram_available_mb": v.ram_available_mb}
         if host_p50_ms is not None and host_cpu_ms is not None:
@@ -156,8 +157,10 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile, profiles
             "field_evaluations": prof.get("field_evaluations"),
             "fits": prof["fits"],
             "figures": prof["figures"],
-            "per_device": _device_estimates(profiles, host_gflops, prof["peak_rss_mb"], prof["bundle_size_mb"],
-                                            prof["host_latency_ms"]["p50"], prof.get("host_cpu_ms_per_inference")),
+            "per_device": _device_estimates(profiles, host_gflops, prof["peak_rss_mb"], prof["runtime_floor_mb"],
+                                            prof["bundle_size_mb"],
+                                            prof["host_latency_ms"]["p50"], prof.get("host_cpu_ms_per_inference"),
+                                            (prof.get("macs") or {}).get("peak_activation_mb")),
         })
         if bar is not None:
             bar.update(1)
@@ -222,8 +225,9 @@ def _imagenet_scale(cfg: CompareConfig, profiles: list[DeviceProfile], floor_mb:
         storage = row["onnx_size_mb"] if row["onnx_size_mb"] is not None else fp.weights_mb
         row["per_device"] = {}
         for p in profiles:
-            v = fit_verdict(p, need, storage, row["memory_basis"])
-            row["per_device"][p.name] = {"fits": v.fits, "message": v.message, "ram_needed_mb": need,
+            dev_need, basis = ram_need(p, need, floor_mb, 2 * fp.largest_activation_mb)
+            v = fit_verdict(p, dev_need, storage, f"{row['memory_basis']}: {basis}")
+            row["per_device"][p.name] = {"fits": v.fits, "message": v.message, "ram_needed_mb": dev_need,
                                          "ram_available_mb": v.ram_available_mb}
         rows.append(row)
         if bar is not None:

@@ -39,8 +39,12 @@ class MacCount:
 
     total: int = 0
     by_op: dict[str, int] = field(default_factory=dict)
+    peak_activation_bytes: int = 0
     loops: dict[str, int] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
+    """``peak_activation_bytes``: the largest sum of one node's non-constant inputs and outputs
+    (float32, 4 bytes per element): a lower bound for the tensor arena an interpreter such as
+    TFLite Micro needs, whose weights stay in flash."""
 
     @property
     def complete(self) -> bool:
@@ -52,6 +56,7 @@ class MacCount:
 
     def to_dict(self) -> dict:
         return {"total": self.total, "by_op": dict(self.by_op), "loops": dict(self.loops),
+                "peak_activation_bytes": self.peak_activation_bytes,
                 "unknown_nodes": list(self.unknown), "complete": self.complete}
 
 
@@ -154,7 +159,7 @@ def _infer_body(body: Any, node: Any, outer: dict[str, list[int]], opsets: Any, 
     g = onnx.GraphProto()
     g.CopyFrom(body)
     carried = list(node.input[2:])
-    for vi, outer_name in zip(list(g.input)[2:], carried):
+    for vi, outer_name in zip(list(g.input)[2:], carried, strict=False):
         dims = outer.get(outer_name)
         if dims is not None and _dims(vi.type) is None:
             elem = vi.type.tensor_type.elem_type or onnx.TensorProto.FLOAT
@@ -187,6 +192,9 @@ def _walk(graph: Any, outer: dict[str, list[int]], scale: int, result: MacCount,
     consts = _constants(graph, onnx)
     for i, node in enumerate(graph.node):
         name = prefix + (node.name or f"{node.op_type}_{i}")
+        live = [shapes.get(n) for n in list(node.input) + list(node.output) if n and n not in consts]
+        result.peak_activation_bytes = max(result.peak_activation_bytes,
+                                           4 * sum(_prod(s) for s in live if s is not None))
         if node.op_type == "Loop":
             trips = None
             if node.input and node.input[0] and node.input[0] in consts:

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeode.devices.hostinfo import cpu_count
-from edgeode.devices.measure import ChildFailed, ChildRun, ChildTimeout, run_child
+from edgeode.devices.measure import ChildFailed, ChildRun, run_child
 from edgeode.devices.power import energy_proxy, rapl_readable
 from edgeode.devices.profiles import DeviceProfile, load_profile
 from edgeode.devices.scaling import Scaling, decide_scaling
 from edgeode.errors import ConfigError
 
-__all__ = ["FitVerdict", "ProfileReport", "profile_bundle", "fit_verdict", "percentiles", "dir_size_mb"]
+__all__ = ["FitVerdict", "ProfileReport", "profile_bundle", "fit_verdict", "ram_need", "percentiles", "dir_size_mb"]
 
 SPINNING_NOTE = ("ONNX Runtime idle spinning is off (session.intra_op.allow_spinning=0, set by edgeode.runtime): "
                  "CPU time counts work, not spinning threads")
@@ -83,31 +83,53 @@ def dir_size_mb(path: str | Path) -> float:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
 
 
+def _size(mb: float) -> str:
+    return f"{mb * 1024:.1f} KB" if mb < 1 else f"{mb:.1f} MB"
+
+
 def fit_verdict(profile: DeviceProfile, ram_needed_mb: float, storage_needed_mb: float, basis: str) -> FitVerdict:
     """Compare needs with what the device has (RAM minus what its OS keeps; storage)."""
     avail = profile.available_ram_mb
     problems = []
     if ram_needed_mb > avail:
         problems.append(
-            f"needs {ram_needed_mb:.1f} MB RAM, device has {avail:.1f} MB available "
-            f"({profile.ram_mb:g} MB total, about {profile.os_reserved_mb:g} MB kept by the OS)"
+            f"needs {_size(ram_needed_mb)} RAM, device has {_size(avail)} available "
+            f"({_size(profile.ram_mb)} total, about {_size(profile.os_reserved_mb)} kept by the OS)"
         )
     if storage_needed_mb > profile.storage_mb:
-        problems.append(f"needs {storage_needed_mb:.1f} MB storage, device has {profile.storage_mb:g} MB")
+        problems.append(f"needs {_size(storage_needed_mb)} storage, device has {_size(profile.storage_mb)}")
     if problems:
         message = f"does not fit {profile.name}: " + "; ".join(problems)
     else:
-        message = (f"fits {profile.name}: needs {ram_needed_mb:.1f} MB of {avail:.1f} MB available RAM "
-                   f"({100 * ram_needed_mb / avail:.0f}%), {storage_needed_mb:.1f} MB of {profile.storage_mb:g} MB storage")
+        message = (f"fits {profile.name}: needs {_size(ram_needed_mb)} of {_size(avail)} available RAM "
+                   f"({100 * ram_needed_mb / avail:.0f}%), {_size(storage_needed_mb)} of {_size(profile.storage_mb)} storage")
     return FitVerdict(not problems, ram_needed_mb, avail, profile.ram_mb, storage_needed_mb, profile.storage_mb,
                       message, basis)
+
+
+def ram_need(profile: DeviceProfile, peak_mb: float, floor_mb: float, arena_mb: float | None = None) -> tuple[float, str]:
+    """RAM a model needs on ``profile`` from host measurements, and the basis of that figure.
+
+    Devices with a Python userland need the whole process (python + numpy + runtime + model); a
+    phone app embeds a runtime of similar size; a microcontroller has no Python or ONNX Runtime:
+    TFLite Micro keeps the weights in flash (counted as storage) and the activations in a RAM
+    arena, estimated from the graph (``arena_mb``: the largest live inputs + outputs of one node,
+    float32) or, without it, by what the model adds on the host (an upper bound).
+    """
+    if profile.device_class == "mcu":
+        if arena_mb is not None:
+            return arena_mb, "activation arena estimated from the ONNX graph (MCU: weights in flash, float32)"
+        return max(peak_mb - floor_mb, 0.0), "model-added memory on the host (MCU: no Python/runtime floor)"
+    if not profile.python:
+        return peak_mb, "peak resident memory of the host process (an app embeds a similar runtime)"
+    return peak_mb, "peak resident memory of python + runtime + model, measured on the host"
 
 
 def _macs(bundle: Path, manifest: Any, used: dict[str, str], field_evals: int, steps: int | None,
           batch: int) -> dict[str, Any]:
     from edgeode.devices.macs import count_macs
 
-    total, by_op, complete, counted = 0, {}, True, {}
+    total, by_op, complete, counted, arena = 0, {}, True, {}, 0
     for role, rel in used.items():
         art = next((a for a in manifest.artifacts if a.path == rel), None)
         if art is None:
@@ -118,13 +140,14 @@ def _macs(bundle: Path, manifest: Any, used: dict[str, str], field_evals: int, s
         count = count_macs(bundle / onnx_art.path, batch=batch, loop_trips=steps)
         times = field_evals if role == "field" else 1
         total += count.total * times
+        arena = max(arena, count.peak_activation_bytes)
         for op, n in count.by_op.items():
             by_op[op] = by_op.get(op, 0) + n * times
         complete = complete and count.complete
         counted[role] = {"file": onnx_art.path, "macs": count.total, "calls_per_inference": times,
                          "loops": count.loops, "unknown_nodes": count.unknown}
     return {"total": total, "per_sample": total // max(batch, 1), "by_op": by_op, "complete": complete,
-            "artifacts": counted}
+            "peak_activation_mb": arena / 2**20, "artifacts": counted}
 
 
 def _progress(enabled: bool, total: int):
@@ -228,8 +251,8 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         notes.append(f"{profile.name} cannot run {backend} (its runtimes: {', '.join(profile.runtimes)}); "
                      "memory and time are for the host's runtime")
     if profile.device_class == "mcu":
-        notes.append("microcontroller: no Python/ONNX Runtime; on the board TFLite Micro keeps weights in flash and "
-                     "activations in a RAM arena, so the host's model-added memory is an upper bound for RAM need")
+        notes.append("microcontroller: no Python/ONNX Runtime; on the board TFLite Micro keeps weights in flash "
+                     "(storage) and activations in a RAM arena (estimated from the graph, float32; int8 needs a quarter)")
     if run is None:
         weights_mb = sum(a.size for a in manifest.artifacts if a.format == "onnx" and a.precision == precision) / 2**20
         need = floor_mb + weights_mb
@@ -289,16 +312,9 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         except Exception as exc:  # onnx missing or unreadable graph: the rest of the profile stands
             d["macs"] = {"total": None, "note": str(exc)}
         d["macs_per_inference"] = d["macs"].get("total")
-    if profile.device_class == "mcu":
-        ram_need, basis = d["model_added_mb"], "model-added memory on the host (MCU: no Python floor)"
-        storage = used_mb
-    elif not profile.python:
-        ram_need, basis = peak, "peak resident memory of the host process (an app embeds a similar runtime)"
-        storage = bundle_mb
-    else:
-        ram_need, basis = peak, "peak resident memory of python + runtime + model, measured on the host"
-        storage = bundle_mb
-    d["fits"] = asdict(fit_verdict(profile, ram_need, storage, basis))
+    need, basis = ram_need(profile, peak, floor_mb, (d.get("macs") or {}).get("peak_activation_mb"))
+    storage = used_mb if profile.device_class == "mcu" else bundle_mb
+    d["fits"] = asdict(fit_verdict(profile, need, storage, basis))
     notes.append("memory is measured on the host's build of the runtime; on the device it differs by the binaries' size")
     d["notes"] = notes
     return d

@@ -21,7 +21,7 @@ from edgeode.errors import BackendError, ParityError
 __all__ = ["DEFAULT_TOLERANCE", "ParityCase", "ParityResult", "tolerance_for", "run_onnx", "run_tflite", "check_parity"]
 
 #: Max abs difference allowed per precision, relative to ``max(1, max |torch output|)``.
-DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 5e-2, "int8-weight": 0.15, "int8-dynamic": 0.5}
+DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8-weight": 0.1, "int8-dynamic": 0.25}
 
 
 def tolerance_for(precision: str, override: float | None = None) -> float:

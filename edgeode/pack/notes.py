@@ -117,8 +117,9 @@ or `./run.sh run INPUT [OPTIONS]` (`edgeode run --help` lists backend, mode, thr
 ```python
 import numpy as np
 from edgeode.runtime import load
-model = load("bundle", backend="{info.backends[0]}")
-print(model.predict(x))   # x: float32 array shaped like the input above
+model = load("bundle", backend="{info.backends[0]}")      # mode="fused" (default) or "loop"
+x = np.load("input.npy").astype(np.float32)   # shaped like the input above
+print(model.predict(x))
 ```
 
 ## Profile (memory, latency, energy proxy) on this device

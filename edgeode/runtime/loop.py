@@ -94,30 +94,34 @@ class FieldLoop:
         buf = self._buffers_for(shape)
         h, y, tmp, ks = buf.h, buf.y, buf.tmp, buf.ks
         np.copyto(h, h0, casting="same_kind")
-        c = self.tableau.c
+        # coefficients times dt, as float32 scalars, computed once per call
+        a_dt = [[(j, np.float32(dt * a)) for j, a in row] for row in self._a]
+        b_dt = [(i, np.float32(dt * b)) for i, b in self._b]
+        c_dt = [c * dt for c in self.tableau.c]
         with np.errstate(over="ignore", invalid="ignore"):
             for n in range(steps):
                 t = t_start + n * dt
-                for i, row in enumerate(self._a):
+                for i, row in enumerate(a_dt):
                     if row:
                         np.copyto(y, h)
                         for j, a in row:
-                            np.multiply(ks[j], np.float32(dt * a), out=tmp)
+                            np.multiply(ks[j], a, out=tmp)
                             y += tmp
                         stage_in = y
                     else:
                         stage_in = h
-                    k = self._f(t + c[i] * dt, stage_in)
+                    k = self._f(t + c_dt[i], stage_in)
                     if k.shape != shape:
                         raise BundleError(
                             f"{self.field.artifact.path}: the field returned shape {k.shape} for a state of shape {shape}; "
                             "dh/dt must have the state's shape: re-export the bundle"
                         )
                     ks[i] = k
-                for i, b in self._b:
-                    np.multiply(ks[i], np.float32(dt * b), out=tmp)
+                for i, b in b_dt:
+                    np.multiply(ks[i], b, out=tmp)
                     h += tmp
-                if not np.isfinite(h).all():
+                # one reduction; a float64 sum of float32 values cannot overflow, NaN/Inf propagate
+                if not math.isfinite(h.sum(dtype=np.float64)):
                     raise SolverError(
                         f"the solver state became NaN/Inf at step {step_offset + n + 1} (t = {t + dt:.6g}, "
                         f"{self.tableau.name}, dt = {dt:.6g}); the input is far outside what the model was trained on, "

@@ -278,6 +278,11 @@ class Artifact:
         for key in ("inputs", "outputs"):
             if not isinstance(data[key], list) or not data[key]:
                 raise BundleError(f"manifest {where}.{key}: expected a non-empty list of tensor specs")
+        if data["opset"] is not None and (isinstance(data["opset"], bool) or not isinstance(data["opset"], int)):
+            raise BundleError(f"manifest {where}.opset: expected an integer or null, got {data['opset']!r}")
+        for key in ("parity_max_abs", "parity_tolerance"):
+            if isinstance(data[key], bool) or not isinstance(data[key], (int, float)):
+                raise BundleError(f"manifest {where}.{key}: expected a number, got {data[key]!r}")
         return cls(
             path=norm,
             role=data["role"],

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeode.errors import BackendError, ConfigError, ShapeError
+from edgeode.errors import BackendError, ConfigError, ShapeError, SolverError
 from edgeode.runtime.backends import BACKEND_FORMAT, BACKENDS, Session, check_backend, open_session
 from edgeode.runtime.bundle import Bundle, read_bundle
 from edgeode.runtime.loop import FieldLoop, interval_steps
@@ -261,6 +261,16 @@ class Model:
             outs.append(np.take(out, np.arange(real), axis=out_axis))
         return np.concatenate(outs, axis=out_axis)
 
+    def _run_fused(self, x: np.ndarray) -> np.ndarray:
+        out = self.sessions["fused"].run(self._fused_feeds(x))[0]
+        if not np.isfinite(out).all():
+            raise SolverError(
+                f"the fused solve ({self.tableau.name}, {self.steps} steps) returned NaN/Inf; the input is far outside "
+                "what the model was trained on, or the solve is unstable: run with mode='loop' (--mode loop) to see "
+                "the step where it happens, or try more steps"
+            )
+        return out
+
     def _fused_feeds(self, x: np.ndarray) -> dict[str, np.ndarray]:
         sess = self.sessions["fused"]
         feeds = {_data_inputs(sess.artifact)[0].name: x}
@@ -300,12 +310,14 @@ class Model:
         spec = self._input_spec
         x = self._check_input(x, spec, "input x")
         if self.mode == "single":
-            return self._chunked(lambda b: self._run_single("model", b), x)
-        if self.manifest.kind == "dynamics":
-            return self.solve(x)[-1]
-        if self.mode == "fused":
-            return self._chunked(lambda b: self.sessions["fused"].run(self._fused_feeds(b))[0], x)
-        return self._chunked(self._loop_final, x)
+            out = self._chunked(lambda b: self._run_single("model", b), x)
+        elif self.manifest.kind == "dynamics":
+            out = self.solve(x)[-1]
+        elif self.mode == "fused":
+            out = self._chunked(self._run_fused, x)
+        else:
+            out = self._chunked(self._loop_final, x)
+        return np.asarray(out, dtype=np.float32)
 
     def solve(self, y0: np.ndarray, times: np.ndarray | list[float] | None = None) -> np.ndarray:
         """Integrate a dynamics model from ``y0`` (``[B, D]``) and return the states ``[T, B, D]``.
@@ -318,12 +330,12 @@ class Model:
             raise ConfigError(f"solve() is for dynamics bundles; this is a {self.manifest.kind}: use predict()")
         y0 = self._check_input(y0, self._input_spec, "y0")
         sol = self.manifest.solver
-        grid = np.linspace(sol.t0, sol.t1, self.steps + 1)
         if times is not None:
             times = np.asarray(times, dtype=np.float64)
             if times.ndim != 1 or times.size < 2 or not np.all(np.isfinite(times)) or not np.all(np.diff(times) > 0):
                 raise ConfigError(f"times must be a 1-D increasing sequence of at least 2 finite time points, got {times!r}")
             if self.mode == "fused":
+                grid = np.linspace(sol.t0, sol.t1, self.steps + 1)
                 if times.shape != grid.shape or not np.allclose(times, grid, rtol=0, atol=1e-6):
                     raise ConfigError(
                         f"the fused artifact returns the uniform grid of {self.steps + 1} points over [{sol.t0}, {sol.t1}]; "
@@ -331,24 +343,23 @@ class Model:
                     )
                 times = None
         if self.mode == "fused":
-            return self._chunked(lambda b: self.sessions["fused"].run(self._fused_feeds(b))[0], y0, out_axis=1)
-        if times is None:
-            times = grid
-
+            return np.asarray(self._chunked(self._run_fused, y0, out_axis=1), dtype=np.float32)
         dt_max = self._dt()
 
         def run(b: np.ndarray) -> np.ndarray:
             states = [b.copy()]
-            offset = 0
-            h = b
+            if times is None:  # the uniform grid: one call, every step's state kept
+                self._loop.integrate(b, sol.t0, dt_max, self.steps, out=states)
+                return np.stack(states)
+            offset, h = 0, b
             for t_a, t_b in zip(times[:-1], times[1:], strict=True):
-                n = interval_steps(float(t_b - t_a), dt_max) if times is not grid else 1
+                n = interval_steps(float(t_b - t_a), dt_max)
                 h = self._loop.integrate(h, float(t_a), float(t_b - t_a) / n, n, step_offset=offset)
                 offset += n
                 states.append(h)
             return np.stack(states)
 
-        return self._chunked(run, y0, out_axis=1)
+        return np.asarray(self._chunked(run, y0, out_axis=1), dtype=np.float32)
 
     def close(self) -> None:
         """Release the backend sessions."""

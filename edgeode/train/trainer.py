@@ -273,6 +273,8 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
         "field_evaluations_per_forward": _field_evaluations(config.model),
         "threads": torch.get_num_threads(),
         "world_size": ctx.world_size,
+        "batch_per_process": batch,
+        "batches_per_epoch": math.ceil(len(sampler) / batch),
         "data": data.name,
         "arch": config.model.arch,
         "gradient": ("adjoint" if config.model.adjoint else "backprop")

@@ -1,0 +1,54 @@
+"""`edgeode compare` end to end on a tiny configuration: real training, export, profiling, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("matplotlib")
+
+
+@pytest.mark.slow
+def test_compare_quick_writes_report_with_measured_numbers(tmp_path):
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "edgeode", "compare", "--device", "pi-zero-2w", "-o", str(out), "--quick"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("report.md", "report.json", "memory_per_device.png", "accuracy_vs_energy.png", "latency_per_device.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    report = json.loads((out / "report.json").read_text())
+    assert report["device"] == "pi-zero-2w"
+    models = [r["model"] for r in report["mnist_scale"]]
+    assert models == ["odenet", "rknet", "resnet", "vgg"]
+    md = (out / "report.md").read_text()
+    for r in report["mnist_scale"]:
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["parameters"] > 0
+        assert r["peak_rss_mb"] > r["runtime_floor_mb"] * 0.9 and r["latency_ms"]["p50"] > 0
+        assert r["energy_proxy_mj"] > 0 and r["macs_per_inference"] > 0
+        assert "estimate" in r["figures"]
+        # the markdown table holds the measured numbers
+        assert f"| {r['model']} | {100 * r['accuracy']:.1f}% | {r['parameters']:,} |" in md
+        assert f"{r['peak_rss_mb']:.1f}" in md
+    ode, rk = report["mnist_scale"][0], report["mnist_scale"][1]
+    assert ode["field_evaluations"] == rk["field_evaluations"] == 4 * 2  # rk4, 2 steps in --quick
+    imagenet = {r["model"]: r for r in report["imagenet_scale"]}
+    assert imagenet["resnet18"]["parameters"] == 11_689_512
+    assert imagenet["resnet50"]["parameters"] == 25_557_032
+    assert imagenet["vgg16"]["parameters"] == 138_357_544
+    assert imagenet["ode-resnet50"]["parameters"] < imagenet["resnet50"]["parameters"]
+    # the question the issue asks, answered in the report
+    ans = report["answers"]["vgg16_on_pi_zero_2w"]
+    assert ans["fits"] is False and ans["message"].startswith("does not fit pi-zero-2w: needs")
+    assert "Does VGG-16 fit a Raspberry Pi Zero 2 W?" in md and "**No.**" in md
+    assert "estimate" in md.lower() and "![Memory per model per device](memory_per_device.png)" in md
+
+
+def test_compare_rejects_unknown_device(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "edgeode", "compare", "--device", "pi-6", "-o", str(tmp_path / "r"),
+                           "--quick"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "known devices" in proc.stderr
