@@ -52,3 +52,22 @@ def test_compare_rejects_unknown_device(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgeode", "compare", "--device", "pi-6", "-o", str(tmp_path / "r"),
                            "--quick"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "known devices" in proc.stderr
+
+
+def test_train_memory_plot_reads_the_benchmark_layout(tmp_path):
+    from edgeode.compare.report import _plot_train_memory, _train_memory_series
+
+    data = {"meta": {"batch": 32}, "rows": [
+        {"method": "adjoint", "steps": 10, "peak_mb": 317.5, "before_mb": 224.6},
+        {"method": "adjoint", "steps": 160, "peak_mb": 319.0, "before_mb": 224.8},
+        {"method": "backprop", "steps": 10, "peak_mb": 418.0, "before_mb": 224.9},
+        {"method": "backprop", "steps": 160, "peak_mb": 2532.1, "before_mb": 224.7},
+        {"method": "resnet", "blocks": 6, "peak_mb": 287.3, "before_mb": 226.3}]}
+    series = _train_memory_series(data)
+    assert series["adjoint (x = steps)"] == [(10.0, 317.5), (160.0, 319.0)]
+    assert series["backprop (x = steps)"][-1] == (160.0, 2532.1)
+    assert series["resnet (x = blocks)"] == [(6.0, 287.3)]
+    png = tmp_path / "train_memory.png"
+    assert _plot_train_memory({"train_memory": {"source": "train_memory.json", "data": data}}, png)
+    assert png.stat().st_size > 1000
+    assert not _plot_train_memory({"train_memory": {"source": None, "data": None}}, tmp_path / "none.png")

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data", default="digits", choices=("digits", "mnist"),
                    help="training data: scikit-learn 8x8 digits (default, ships) or MNIST IDX files from --data-path")
     p.add_argument("--data-path", default=None, help="directory with MNIST IDX files (for --data mnist)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 5; 1 with --quick)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 8; 1 with --quick)")
     p.add_argument("--width", type=int, default=None, help="channels of the MNIST-scale models (default 16; 8 with --quick)")
     p.add_argument("--steps", type=int, default=None, help="RK4 steps of ODE-Net/RK-Net (default 4; 2 with --quick)")
     p.add_argument("--runs", type=int, default=None, help="timed inferences per model (default 30; 5 with --quick)")

@@ -116,12 +116,16 @@ def _plot_latency(report: dict, path: Path) -> bool:
 
 
 def _train_memory_series(data: Any) -> dict[str, list[tuple[float, float]]]:
-    """(steps, memory MB) series per method from a benchmark JSON of unknown exact layout."""
+    """(depth, peak memory MB) series per method from the training-memory benchmark JSON.
+
+    Records are dicts with a depth (``steps`` for ODE solvers, ``blocks`` or ``depth`` for ResNets)
+    and a memory figure (``peak_mb`` preferred, else any ``*_mb`` / ``*rss*`` / ``*mem*`` number).
+    """
     records: list[dict] = []
 
     def collect(obj: Any) -> None:
         if isinstance(obj, dict):
-            if any(k in obj for k in ("steps", "depth")) and any("mem" in k or "rss" in k for k in obj):
+            if any(k in obj for k in _DEPTH_KEYS):
                 records.append(obj)
             for v in obj.values():
                 collect(v)
@@ -132,14 +136,19 @@ def _train_memory_series(data: Any) -> dict[str, list[tuple[float, float]]]:
     collect(data)
     series: dict[str, list[tuple[float, float]]] = {}
     for rec in records:
-        x = rec.get("steps", rec.get("depth"))
-        mem_keys = [k for k in rec if ("mem" in k or "rss" in k) and isinstance(rec[k], (int, float))]
-        if not isinstance(x, (int, float)) or not mem_keys:
+        x = next((rec[k] for k in _DEPTH_KEYS if isinstance(rec.get(k), (int, float))), None)
+        mem_keys = [k for k in rec if isinstance(rec[k], (int, float)) and not isinstance(rec[k], bool)
+                    and (k.endswith("_mb") or "rss" in k or "mem" in k) and not k.startswith("before")]
+        if x is None or not mem_keys:
             continue
         key = next((k for k in mem_keys if "peak" in k), mem_keys[0])
-        name = str(rec.get("method") or rec.get("name") or rec.get("mode") or rec.get("target") or "run")
-        series.setdefault(name, []).append((float(x), float(rec[key])))
+        name = str(rec.get("method") or rec.get("name") or rec.get("mode") or "run")
+        depth = next(k for k in _DEPTH_KEYS if isinstance(rec.get(k), (int, float)))
+        series.setdefault(f"{name} (x = {depth})", []).append((float(x), float(rec[key])))
     return {k: sorted(v) for k, v in series.items()}
+
+
+_DEPTH_KEYS = ("steps", "blocks", "depth")
 
 
 def _plot_train_memory(report: dict, path: Path) -> bool:
@@ -155,9 +164,10 @@ def _plot_train_memory(report: dict, path: Path) -> bool:
     for name, pts in series.items():
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("solver steps (depth)")
-    ax.set_ylabel("training memory (MB)")
-    ax.set_title("Training memory vs steps: adjoint stays flat, backprop grows")
+    ax.set_xlabel("depth: solver steps (ODE-Net) or residual blocks (ResNet)")
+    ax.set_ylabel("peak training memory (MB)")
+    ax.set_title("Training memory vs depth (from " + Path(str(tm.get("source"))).name + ")")
+    ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, path)

@@ -55,7 +55,7 @@ class CompareConfig:
     def resolved(self) -> CompareConfig:
         q = self.quick
         c = CompareConfig(**asdict(self))
-        c.epochs = self.epochs if self.epochs is not None else (1 if q else 5)
+        c.epochs = self.epochs if self.epochs is not None else (1 if q else 8)
         c.width = self.width if self.width is not None else (8 if q else 16)
         c.steps = self.steps if self.steps is not None else (2 if q else 4)
         c.runs = self.runs if self.runs is not None else (5 if q else 30)
@@ -124,7 +124,7 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile, profiles
         run_dir, bundle_dir = out / "runs" / arch, out / "bundles" / arch
         mc = _model_config(cfg, arch, image_size)
         tc = TrainConfig(model=mc, data=cfg.data, data_path=cfg.data_path, epochs=cfg.epochs, batch_size=64,
-                         lr=3e-3, seed=cfg.seed)
+                         lr=1e-2, seed=cfg.seed)
         t0 = time.perf_counter()
         result = train(tc, run_dir, progress=False, overwrite=True)
         train_s = time.perf_counter() - t0

@@ -11,7 +11,11 @@ with the host figure measured now (:func:`edgeode.devices.hostinfo.sgemm_gflops`
 figure from its profile (``cpu.gflops_1t``, whose source says whether it is measured or derived
 from the core's published FMA width and clock). Small CNN inference is dominated by the same
 convolution/GEMM kernels, so throughput ratios transfer to first order; memory bandwidth, cache
-sizes, thread scaling and the runtime's kernel choice per ISA are not modelled (expect +-2x).
+sizes, thread scaling and the runtime's kernel choice per ISA are not modelled (expect +-2x for
+models dominated by convolutions and GEMMs). For tiny models whose time is mostly per-call
+overhead (Python, the runtime's dispatch) the SIMD-throughput ratio overstates the slowdown
+(scalar code runs perhaps 5-15x slower on an A53 than on a server core, not 65x): read those
+estimates as upper bounds, or calibrate on the device.
 Memory figures are not scaled: resident memory of the same runtime on aarch64 and x86_64 differs
 by tens of MB at most (different binaries), which the report states.
 
@@ -68,5 +72,6 @@ def decide_scaling(profile: DeviceProfile) -> Scaling:
     host = sgemm_gflops()
     factor = host / profile.cpu.gflops_1t
     return Scaling(False, factor, f"estimate for {profile.name} (host figures scaled x{factor:.2f})",
-                   "host latency x (host single-thread SGEMM GFLOP/s / device cpu.gflops_1t); see edgeode.devices.scaling",
+                   "host latency x (host single-thread SGEMM GFLOP/s / device cpu.gflops_1t); about +-2x for "
+                   "conv/GEMM-bound models, an upper bound for tiny overhead-bound ones (see edgeode.devices.scaling)",
                    host, profile.cpu.gflops_1t, src, None)
