@@ -16,18 +16,19 @@ from edgeode import __version__
 from edgeode.errors import EdgeodeError
 
 # Order is the order shown by --help: the user's flow, then the tools around it.
-COMMANDS = ("train", "export", "run", "profile", "compare", "devices", "pack")
+COMMANDS = ("quickstart", "train", "export", "run", "profile", "compare", "devices", "pack")
 
 DESCRIPTION = """\
 Neural ODEs from training to small devices:
 
-  edgeode train    train an ODE-Net (adjoint or backprop), RK-Net, ResNet, VGG or spiral model
-  edgeode export   export a trained run to an ONNX / TFLite bundle (checked against torch)
-  edgeode run      run a bundle with the torch-free runtime (onnxruntime / LiteRT)
-  edgeode profile  measure memory, latency and an energy proxy of a bundle for a device profile
-  edgeode compare  ODE-Net vs RK-Net vs ResNet vs VGG on a device profile: report and plots
-  edgeode devices  list, show and calibrate device profiles
-  edgeode pack     build a self-contained package for a device (bundle + wheels, no torch)
+  edgeode quickstart  train -> export -> run -> profile on the bundled digits (the main job)
+  edgeode train       train an ODE-Net (adjoint or backprop), RK-Net, ResNet, VGG or spiral model
+  edgeode export      export a trained run to an ONNX / TFLite bundle (checked against torch)
+  edgeode run         run a bundle with the torch-free runtime (onnxruntime / LiteRT)
+  edgeode profile     measure memory, latency and an energy proxy of a bundle for a device profile
+  edgeode compare     ODE-Net vs RK-Net vs ResNet vs VGG on a device profile: report and plots
+  edgeode devices     list, show and calibrate device profiles
+  edgeode pack        build a self-contained package for a device (bundle + wheels, no torch)
 
 Run `edgeode COMMAND --help` for the options of each command.
 """

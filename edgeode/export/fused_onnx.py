@@ -10,8 +10,8 @@ in the graph). ``t`` is loop state. One step with tableau ``(a, b, c)`` (Butcher
 
 Encoder and head graphs are inlined before and after the loop (classifier), or the loop emits every
 state as a scan output and the graph returns ``[steps + 1, B, D]`` (dynamics). The field's weights
-are initializers of the main graph that the loop body reads from the outer scope, so they are stored
-once however many stages the tableau has.
+are initializers of the loop body (stored once however many stages the tableau has; kept out of the
+outer scope so that onnxruntime can treat them as constants and pre-pack the convolution weights).
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ class _Inliner:
     def __init__(self) -> None:
         self.initializers: list[onnx.TensorProto] = []
         self._init_names: dict[str, dict[str, str]] = {}
+
+    def take_initializers(self, prefix: str) -> list[onnx.TensorProto]:
+        """Remove and return the initializers registered under ``prefix`` (to store them in a subgraph)."""
+        taken = [init for init in self.initializers if init.name.startswith(prefix)]
+        self.initializers = [init for init in self.initializers if not init.name.startswith(prefix)]
+        return taken
 
     def add_initializers(self, graph: onnx.GraphProto, prefix: str) -> dict[str, str]:
         """Register ``graph``'s initializers (once per ``prefix``) under ``prefix``; returns old -> new names."""
@@ -124,7 +130,9 @@ def _loop_body(field: onnx.GraphProto, inl: _Inliner, tableau: ButcherTableau, s
               helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
               helper.make_tensor_value_info("t_in", TensorProto.FLOAT, []),
               helper.make_tensor_value_info("h_in", TensorProto.FLOAT, None)]
-    return helper.make_graph(nodes, "rk_step", inputs, outputs)
+    # The field's weights live in the body graph itself: onnxruntime treats only a graph's own
+    # initializers as constants (pre-packed conv weights, NCHWc layout); outer-scope values are not.
+    return helper.make_graph(nodes, "rk_step", inputs, outputs, initializer=inl.take_initializers("field/"))
 
 
 def _solver_nodes(tableau: ButcherTableau, t0: float, t1: float) -> list[onnx.NodeProto]:
