@@ -35,20 +35,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "trajectory graph. Each file must match torch within the tolerance when run by its real runtime "
             "(parity gate) or nothing is written. The bundle is built beside BUNDLE and renamed into place."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `edgeode train -o RUN_DIR`")
     p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle directory to create")
     p.add_argument("--formats", type=_csv(FORMATS, "format"), default=FORMATS, metavar="onnx,tflite",
-                   help="comma-separated formats to export")
+                   help="comma-separated formats to export (default: onnx,tflite)")
     p.add_argument("--tflite-batch", type=int, default=1, metavar="N",
-                   help="fixed batch size of the TFLite files (ONNX files have a dynamic batch)")
+                   help="fixed batch size of the TFLite files; ONNX files have a dynamic batch (default: 1)")
     p.add_argument("--quantize", type=_csv(QUANTIZATIONS, "quantization"), default=(), metavar="|".join(QUANTIZATIONS),
                    help="comma-separated quantized variants to add (ONNX: int8-dynamic; TFLite: all three), "
-                        "each checked with a looser tolerance")
+                        "each checked with a looser tolerance (default: none)")
     p.add_argument("--tolerance", type=float, default=None, metavar="X",
                    help="max abs difference from torch for float32 files, relative to max(1, |torch output|) "
-                        "(default 1e-3; quantized files get proportionally looser bounds)")
+                        "(default: 1e-3; quantized files get proportionally looser bounds: float16 2e-2, int8-weight 0.1, "
+                        "int8-dynamic 0.25)")
     p.add_argument("--overwrite", action="store_true", help="replace BUNDLE if it exists (only after the new one is complete)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

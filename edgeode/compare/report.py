@@ -58,15 +58,16 @@ def _plot_memory(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(1.0 * len(devices) + 3, 0.5 * len(rows) + 2))
     shown = np.log10(np.clip(ratio, 1e-3, 1e3))
     im = ax.imshow(shown, cmap="RdYlGn_r", vmin=-3, vmax=3, aspect="auto")
-    for i in range(len(rows)):
-        for j in range(len(devices)):
+    for i, (_, row) in enumerate(rows):
+        for j, dev in enumerate(devices):
             r = ratio[i, j]
             text = f"{100 * r:.0f}%" if r < 10 else f"{r:.0f}x"
-            ax.text(j, i, text if r <= 1 else text + "\nno fit", ha="center", va="center", fontsize=7,
-                    color="black" if 0.05 < r < 20 else "white")
+            if not row["per_device"][dev]["fits"]:
+                text += "\nno fit" if r > 1 else "\nno fit (storage)"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="black" if 0.05 < r < 20 else "white")
     ax.set_xticks(range(len(devices)), devices, rotation=40, ha="right")
     ax.set_yticks(range(len(rows)), [name for name, _ in rows])
-    ax.set_title("Peak memory / device RAM available (over 100% = does not fit)")
+    ax.set_title("Peak memory / device RAM available (over 100% = does not fit; storage checked too)")
     fig.colorbar(im, ax=ax, label="log10(needed / available)")
     _save(fig, path)
     plt.close(fig)

@@ -91,6 +91,11 @@ def _const(name: str, value: float) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], name=name, value=helper.make_tensor(name, TensorProto.FLOAT, [], [value]))
 
 
+def _coef(key: str, value: float) -> str:
+    """Name of the value ``value * dt`` (``dt`` itself for 1: no Mul-by-one for onnxruntime to rewrite)."""
+    return "dt" if value == 1.0 else f"coef_{key}"
+
+
 def _loop_body(field: onnx.GraphProto, inl: _Inliner, tableau: ButcherTableau, scan: bool) -> onnx.GraphProto:
     """The body of one step: inputs (iter, cond, t, h), outputs (cond, t', h'[, h' as scan output])."""
     nodes = [helper.make_node("Identity", ["cond_in"], ["cond_out"], name="cond_id")]
@@ -101,12 +106,12 @@ def _loop_body(field: onnx.GraphProto, inl: _Inliner, tableau: ButcherTableau, s
         for j, a_ij in enumerate(row):
             if a_ij == 0.0:
                 continue
-            nodes += [helper.make_node("Mul", [f"coef_a{i}_{j}", ks[j]], [p + f"ak{j}"], name=p + f"mul_a{j}"),
+            nodes += [helper.make_node("Mul", [_coef(f"a{i}_{j}", a_ij), ks[j]], [p + f"ak{j}"], name=p + f"mul_a{j}"),
                       helper.make_node("Add", [y, p + f"ak{j}"], [p + f"y{j}"], name=p + f"add_a{j}")]
             y = p + f"y{j}"
         t = "t_in"
         if c_i != 0.0:
-            nodes.append(helper.make_node("Add", ["t_in", f"coef_c{i}"], [p + "t"], name=p + "add_t"))
+            nodes.append(helper.make_node("Add", ["t_in", _coef(f"c{i}", c_i)], [p + "t"], name=p + "add_t"))
             t = p + "t"
         stage_nodes, (k,) = inl.inline(field, p, "field/", {field.input[0].name: t, field.input[1].name: y})
         nodes += stage_nodes
@@ -115,7 +120,7 @@ def _loop_body(field: onnx.GraphProto, inl: _Inliner, tableau: ButcherTableau, s
     for i, (b_i, k) in enumerate(zip(tableau.b, ks, strict=True)):
         if b_i == 0.0:
             continue
-        nodes += [helper.make_node("Mul", [f"coef_b{i}", k], [f"bk{i}"], name=f"mul_b{i}"),
+        nodes += [helper.make_node("Mul", [_coef(f"b{i}", b_i), k], [f"bk{i}"], name=f"mul_b{i}"),
                   helper.make_node("Add", [h, f"bk{i}"], [f"h_acc{i}"], name=f"add_b{i}")]
         h = f"h_acc{i}"
     nodes.append(helper.make_node("Identity", [h], ["h_out"], name="h_out_id"))
@@ -144,6 +149,8 @@ def _solver_nodes(tableau: ButcherTableau, t0: float, t1: float) -> list[onnx.No
     coefs.update({f"b{i}": b for i, b in enumerate(tableau.b) if b != 0.0})
     coefs.update({f"c{i}": c for i, c in enumerate(tableau.c) if c != 0.0})
     for key, value in coefs.items():
+        if value == 1.0:
+            continue
         nodes += [_const(f"{key}_val", value), helper.make_node("Mul", [f"{key}_val", "dt"], [f"coef_{key}"], name=f"coef_{key}")]
     return nodes
 

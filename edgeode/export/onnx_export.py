@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from edgeode.errors import ExportError
+from edgeode.export.quiet import quiet
 
 __all__ = ["OPSET", "export_onnx", "load_inlined", "strip_metadata"]
 
@@ -32,8 +30,7 @@ def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: 
     dynamic = tuple({0: batch} if name in batch_inputs else None for name in input_names)
     path = Path(path)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with quiet():
             program = torch.onnx.export(
                 module.eval(), args, dynamo=True, input_names=input_names, output_names=output_names,
                 dynamic_shapes=dynamic, opset_version=OPSET, verbose=False, optimize=True,

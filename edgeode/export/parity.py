@@ -79,7 +79,12 @@ def _interpreter(path: str | Path):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise BackendError("the parity gate for TFLite needs ai-edge-litert: pip install ai-edge-litert") from None
-    return Interpreter(model_path=str(path), num_threads=1)
+    from edgeode.export.quiet import quiet
+
+    with quiet():  # "Created TensorFlow Lite XNNPACK delegate" on stderr
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 def run_tflite(path: str | Path, feeds: dict[str, np.ndarray], batch: int, batched: Sequence[str],

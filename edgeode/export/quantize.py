@@ -11,16 +11,13 @@ bundle, with the same parity cases as the float file and the looser tolerance of
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 from edgeode.errors import ConfigError, ExportError
 from edgeode.export.plan import Job
+from edgeode.export.quiet import quiet
 
 __all__ = ["SUPPORTED", "quantized_jobs", "check_quantize"]
 
@@ -62,14 +59,12 @@ def _onnx_builder(source: Path):
         except ImportError:
             raise ExportError("ONNX quantization needs onnxruntime: pip install onnxruntime") from None
         tmp = path.with_name(path.name + ".tmp")
-        logging.disable(logging.WARNING)
         try:
-            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
+            with quiet():
+                quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
         except Exception as exc:
             tmp.unlink(missing_ok=True)
             raise ExportError(f"onnxruntime could not quantize {source.name}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            logging.disable(logging.NOTSET)
         os.replace(tmp, path)
     return build
 
@@ -77,8 +72,7 @@ def _onnx_builder(source: Path):
 def _tflite_builder(source: Path, precision: str):
     def build(path: Path) -> None:
         try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
+            with quiet():
                 from ai_edge_quantizer import quantizer, recipe
         except ImportError:
             raise ExportError("TFLite quantization needs ai-edge-quantizer: pip install ai-edge-quantizer") from None
@@ -91,9 +85,8 @@ def _tflite_builder(source: Path, precision: str):
             qt.add_weight_only_config(regex=".*", operation_name=recipe.TFLOperationName.ALL_SUPPORTED, num_bits=16,
                                       algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
         tmp = path.with_name(path.name + ".tmp")
-        quiet = io.StringIO()
         try:
-            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            with quiet():
                 result = qt.quantize(enable_progress_bar=False, enable_progress_report=False)
             if result.quantized_model is None:
                 raise ExportError(f"ai-edge-quantizer returned no model for {source.name} ({precision})")

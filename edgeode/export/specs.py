@@ -38,7 +38,10 @@ def tflite_specs(path: str | Path) -> tuple[tuple[TensorSpec, ...], tuple[Tensor
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
+    from edgeode.export.quiet import quiet
+
+    with quiet():
+        interpreter = Interpreter(model_path=str(path))
     (key, sig), = interpreter.get_signature_list().items()
     runner = interpreter.get_signature_runner(key)
     ins, outs = runner.get_input_details(), runner.get_output_details()

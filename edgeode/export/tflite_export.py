@@ -8,11 +8,7 @@ after the :class:`~edgeode.export.modules.Named` wrapper (``logits``, ``dh``, ..
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -20,6 +16,7 @@ from torch import nn
 
 from edgeode.errors import ExportError
 from edgeode.export.modules import named
+from edgeode.export.quiet import quiet
 
 __all__ = ["convert_tflite", "import_litert_torch"]
 
@@ -29,8 +26,7 @@ INSTALL_HINT = "pip install 'edgeode[train]' (it installs litert-torch)"
 def import_litert_torch():
     """Import litert_torch or raise :class:`ExportError` with the install hint."""
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with quiet():
             import litert_torch
     except ImportError as exc:
         raise ExportError(f"TFLite export needs litert-torch, which is not installed ({exc}): {INSTALL_HINT}; "
@@ -47,18 +43,12 @@ def convert_tflite(module: nn.Module, sample_kwargs: dict[str, torch.Tensor], ou
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     wrapped = named(module, tuple(sample_kwargs), output_name).eval()
-    quiet = io.StringIO()
-    level = logging.root.manager.disable
-    logging.disable(logging.WARNING)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            warnings.simplefilter("ignore")
+        with quiet():
             converted = litert_torch.convert(wrapped, sample_kwargs=sample_kwargs)
             converted.export(str(tmp))
     except Exception as exc:  # the converter raises many types; report them as one
         tmp.unlink(missing_ok=True)
         raise ExportError(f"litert-torch could not convert {path.name}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        logging.disable(level)
     os.replace(tmp, path)
     return path
