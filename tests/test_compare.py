@@ -71,3 +71,20 @@ def test_train_memory_plot_reads_the_benchmark_layout(tmp_path):
     assert _plot_train_memory({"train_memory": {"source": "train_memory.json", "data": data}}, png)
     assert png.stat().st_size > 1000
     assert not _plot_train_memory({"train_memory": {"source": None, "data": None}}, tmp_path / "none.png")
+
+
+@pytest.mark.parametrize("setup", ["file", "foreign-dir"])
+def test_compare_refuses_an_output_it_would_clobber_before_any_work(tmp_path, setup):
+    out = tmp_path / "out"
+    if setup == "file":
+        out.write_text("not a directory")
+    else:
+        out.mkdir()
+        (out / "mine.txt").write_text("user data")
+    proc = subprocess.run([sys.executable, "-m", "edgeode", "compare", "--device", "pi-4b", "-o", str(out), "--quick"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "edgeode compare: error: -o" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging directory left beside it
+    if setup == "foreign-dir":
+        assert [p.name for p in out.iterdir()] == ["mine.txt"]

@@ -53,7 +53,8 @@ def trained(tmp_path_factory):
         cfg = TrainConfig(model=ModelConfig(arch="odenet", image_size=8, width=8, downsample=1, steps=2, solver=name),
                           data="digits", epochs=1, batch_size=32, lr=3e-3, train_limit=64, threads=1)
         train(cfg, root / f"run-{name}", progress=False)
-        export_run(root / f"run-{name}", root / f"bundle-{name}", progress=False)
+        quantize = ("int8-dynamic", "float16") if name == "rk4" else ()
+        export_run(root / f"run-{name}", root / f"bundle-{name}", quantize=quantize, progress=False)
         with torch.no_grad():
             ref = load_run(root / f"run-{name}").model(torch.from_numpy(x)).numpy()
         out[name] = (root / f"bundle-{name}", ref)
@@ -94,6 +95,23 @@ def test_loop_mode_equals_fused_mode(trained, backend):
     with load(bundle, backend=backend, mode="fused") as fused, load(bundle, backend=backend, mode="loop") as loop:
         a, b = fused.predict(trained["x"]), loop.predict(trained["x"])
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backend, precision", [("onnxruntime", "int8-dynamic"), ("litert", "int8-dynamic"),
+                                                ("litert", "float16")])
+@pytest.mark.parametrize("mode", ["fused", "loop"])
+def test_quantized_variants_stay_close_to_torch(trained, backend, precision, mode):
+    _need_backend(backend)
+    from edgeode.runtime import load
+    from edgeode.runtime.manifest import Manifest
+
+    bundle, ref = trained["rk4"]
+    fmt = "onnx" if backend == "onnxruntime" else "tflite"
+    bound = Manifest.read(bundle).find("fused", fmt, precision).parity_tolerance
+    with load(bundle, backend=backend, mode=mode, precision=precision) as model:
+        got = model.predict(trained["x"])
+    assert float(np.abs(got - ref).max()) <= bound
+    assert (got.argmax(axis=1) == ref.argmax(axis=1)).mean() >= 5 / 7
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -138,6 +156,8 @@ def test_every_artifact_passed_the_parity_gate(trained):
     for key in (*TABLEAUS, "spiral"):
         manifest = Manifest.read(trained[key][0])
         assert {a.format for a in manifest.artifacts} == {"onnx", "tflite"}
+        assert {a.role for a in manifest.artifacts} == ({"field", "fused"} if key == "spiral" else
+                                                          {"encoder", "field", "head", "fused"})
         for art in manifest.artifacts:
             assert art.parity_max_abs <= art.parity_tolerance, art.path
 

@@ -218,6 +218,28 @@ def test_parity_failure_leaves_nothing_at_destination(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_gate_rejects_a_file_that_computes_something_else(tmp_path):
+    # What the gate exists for: a converter that writes a valid file with the wrong numbers.
+    import copy
+
+    from edgeode.export.bundle_writer import _build_artifact
+    from edgeode.export.onnx_export import export_onnx
+    from edgeode.export.parity import ParityCase
+    from edgeode.export.plan import Job
+
+    model, _ = _odenet("euler", 1)
+    wrong = copy.deepcopy(model)
+    with torch.no_grad():
+        wrong.head[-1].bias += 0.01
+        x = torch.randn(4, 1, 8, 8)
+        ref = model(x).numpy()
+    job = Job("model", "onnx", "onnx/model.onnx",
+              lambda path: export_onnx(wrong, (x[:2],), ["x"], ["logits"], path, ("x",)),
+              [ParityCase({"x": x.numpy()}, ref, ("x",))], None, ["x"])
+    with pytest.raises(ParityError, match=r"onnx/model.onnx .*differs from torch by 0.01"):
+        _build_artifact(job, tmp_path, 1e-3, {})
+
+
 def test_existing_destination_needs_overwrite_and_survives_a_failed_overwrite(tmp_path):
     from edgeode.export import export_model
 

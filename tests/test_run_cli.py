@@ -83,7 +83,9 @@ def test_image_input(bundles, tmp_path):
 def test_errors_exit_2(bundles, tmp_path):
     cls, _ = bundles
     np.save(tmp_path / "int.npy", np.zeros((1, 1, 6, 6), np.int64))
+    (tmp_path / "empty.npy").write_bytes(b"")
     for args, match in [
+        ((str(cls.path), str(tmp_path / "empty.npy")), "not a readable .npy file"),
         ((str(cls.path), str(tmp_path / "int.npy")), "float32"),
         ((str(cls.path), str(tmp_path / "missing.npy")), "not found"),
         ((str(cls.path), str(tmp_path / "int.npy"), "--backend", "litert"), "bundle has only"),

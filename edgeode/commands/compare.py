@@ -23,10 +23,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", "-d", default="pi-zero-2w", help="device profile (default pi-zero-2w; see `edgeode devices`)")
     p.add_argument("-o", "--output", dest="out_dir", default="compare-report", metavar="REPORT_DIR",
-                   help="report directory (default ./compare-report)")
+                   help="report directory (default ./compare-report); built beside it and renamed into place "
+                        "when complete, replacing an earlier report there (a non-empty directory without "
+                        "report.json is refused)")
     p.add_argument("--data", default="digits", choices=("digits", "mnist"),
                    help="training data: scikit-learn 8x8 digits (default, ships) or MNIST IDX files from --data-path")
-    p.add_argument("--data-path", default=None, help="directory with MNIST IDX files (for --data mnist)")
+    p.add_argument("--data-path", default=None, metavar="DIR",
+                   help="directory with MNIST IDX files (t10k-*-ubyte[.gz]; needed for --data mnist)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 8; 1 with --quick)")
     p.add_argument("--width", type=int, default=None, help="channels of the MNIST-scale models (default 16; 8 with --quick)")
     p.add_argument("--steps", type=int, default=None, help="RK4 steps of ODE-Net/RK-Net (default 4; 2 with --quick)")

@@ -68,8 +68,11 @@ def _read_input(path: Path, model):
         raise DataError(f"{path}: unknown input type; pass a .npy array or a .png / .pgm image")
     try:
         x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({exc})") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(
+            f"{path} is not a readable .npy file ({exc}); write it with numpy.save(path, array) "
+            "from a numeric array (object arrays are not loaded)"
+        ) from None
     rank = len(model.manifest.input.tensor.shape)
     if x.ndim == rank - 1:
         x = x[None]

@@ -21,13 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from edgeode.fsutil import atomic_write_json, atomic_write_text
+
 __all__ = ["write_report"]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -257,6 +253,6 @@ def write_report(report: dict, out: Path) -> dict[str, str]:
         plots["train_memory"] = "train_memory.png"
     files = {**plots, "json": "report.json", "markdown": "report.md"}
     report["files"] = files
-    _atomic_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
-    _atomic_text(out / "report.md", _markdown(report, plots))
+    atomic_write_json(out / "report.json", report, default=str)
+    atomic_write_text(out / "report.md", _markdown(report, plots))
     return files

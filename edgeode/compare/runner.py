@@ -16,6 +16,7 @@ Writes ``report.md``, ``report.json`` and PNG plots (:mod:`edgeode.compare.repor
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ from edgeode.devices.power import energy_proxy
 from edgeode.devices.profiler import fit_verdict, profile_bundle, ram_need
 from edgeode.devices.profiles import DeviceProfile, list_profiles, load_profile
 from edgeode.errors import ConfigError
+from edgeode.fsutil import commit_dir, make_staging_dir
 
 __all__ = ["CompareConfig", "run_compare", "MNIST_ARCHS"]
 
@@ -252,13 +254,46 @@ def _train_memory() -> dict[str, Any]:
                     "to measure training memory vs solver steps; the plot is omitted"}
 
 
+def _check_report_dir(out: Path) -> None:
+    """Refuse an output path that is a file, or a non-empty directory that is not an earlier report.
+
+    The report is built beside ``out`` and renamed into place, replacing an earlier report there;
+    a directory holding anything else (``-o .`` by mistake) is never replaced.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out} is a file; give a directory path for the report")
+    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
+        raise ConfigError(f"-o {out} exists, is not empty and holds no earlier compare report (report.json); "
+                          "choose a new directory")
+
+
 def run_compare(config: CompareConfig) -> dict[str, Any]:
-    """Run the comparison and write the report; returns the report's JSON data."""
+    """Run the comparison and write the report; returns the report's JSON data.
+
+    Everything (runs, bundles, report, plots) is built in a temporary directory beside ``out_dir``
+    and renamed into place when complete, so a failed or interrupted run leaves nothing behind.
+    """
     cfg = config.resolved()
     profile = load_profile(cfg.device)
     profiles = list_profiles()
     out = Path(cfg.out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    _check_report_dir(out)
+    try:
+        stage = make_staging_dir(out)
+    except OSError as exc:
+        raise ConfigError(f"-o {out}: cannot create the report directory in {out.absolute().parent} "
+                          f"({exc.strerror or exc}); choose a writable location") from None
+    try:
+        report = _build_report(cfg, stage, profile, profiles)
+        commit_dir(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return report
+
+
+def _build_report(cfg: CompareConfig, out: Path, profile: DeviceProfile,
+                  profiles: list[DeviceProfile]) -> dict[str, Any]:
     t0 = time.perf_counter()
     host_gflops = sgemm_gflops()
     mnist, data_info = _mnist_scale(cfg, out, profile, profiles, host_gflops)

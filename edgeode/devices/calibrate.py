@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.util
-import json
 import multiprocessing
-import os
 import platform
 import shutil
 import time
@@ -28,6 +26,7 @@ from edgeode.devices import hostinfo
 from edgeode.devices.power import rapl_delta_uj, read_rapl_uj
 from edgeode.devices.profiles import DeviceProfile, load_profile, parse_profile, user_dir
 from edgeode.errors import ConfigError, DeviceError
+from edgeode.fsutil import atomic_write_json
 
 __all__ = ["calibrate", "save_profile"]
 
@@ -149,7 +148,4 @@ def save_profile(profile: DeviceProfile, output: str | Path | None = None) -> Pa
     if path.suffix != ".json" or path.stem != profile.name:
         raise ConfigError(f"the profile file must be named {profile.name}.json (the name is the file name), got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(profile.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, profile.to_dict())

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
-import os
 import resource
 import sys
 import time
@@ -203,10 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         result, code = {"error": "out of memory while loading or running the model", "error_type": "MemoryError"}, 3
     except Exception as exc:  # reported to the parent, which raises a typed error
         result, code = {"error": str(exc), "error_type": type(exc).__name__}, 3
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, out)
+    from edgeode.fsutil import atomic_write_json  # here, not at import: the floor child stays minimal
+
+    atomic_write_json(args.out, result)
     return code
 
 

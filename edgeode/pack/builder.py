@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgeode.errors import ConfigError, PackError
+from edgeode.fsutil import commit_dir, make_staging_dir, umask
 from edgeode.pack import notes, wheelhouse
 from edgeode.runtime.bundle import Bundle, read_bundle
 from edgeode.runtime.manifest import MANIFEST_NAME, Artifact
@@ -144,31 +145,16 @@ def _staging(out_dir: Path, force: bool) -> Iterator[Path]:
     """A temporary directory beside ``out_dir`` that becomes ``out_dir`` only if the block succeeds."""
     if out_dir.exists() and not force:
         raise ConfigError(f"output directory {out_dir} already exists; choose another -o or pass --force to replace it")
-    parent = out_dir.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the package is an ordinary directory
+        tmp = make_staging_dir(out_dir)
     except OSError as exc:
-        raise ConfigError(f"cannot write the package under {parent}: {exc}; choose another -o") from None
+        raise ConfigError(f"cannot write the package under {out_dir.parent}: {exc}; choose another -o") from None
     try:
         yield tmp
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.replace(out_dir, old / "x")
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        commit_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _copy_bundle(bundle: Bundle, dest: Path) -> Bundle:
@@ -189,7 +175,7 @@ def _write_tar(out_dir: Path) -> Path:
     try:
         with tarfile.open(tmp, "w:gz") as tar:
             tar.add(out_dir, arcname=out_dir.name)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -347,7 +347,7 @@ class Manifest:
             )
         if version < 1:
             raise BundleError(f"unknown bundle format version {version}; re-export the bundle")
-        _check_keys(data, "", set(cls._KEYS))
+        _check_keys(data, "(top level)", set(cls._KEYS))
         if data["kind"] not in MODEL_KINDS:
             raise BundleError(f"manifest kind: unknown model kind {data['kind']!r}; expected one of {MODEL_KINDS}")
         if not isinstance(data["model"], dict) or "arch" not in data["model"]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from edgeode.errors import CheckpointError, ConfigError, ShapeError
+from edgeode.fsutil import atomic_write_json, commit_dir, make_staging_dir
 from edgeode.train.data import DATASETS
 from edgeode.train.models import ModelConfig, build_model
 
@@ -145,12 +145,6 @@ def check_input_shape(x: torch.Tensor, expected: tuple[int, ...], where: str = "
         )
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def write_run_files(directory: str | Path, model: nn.Module, config: TrainConfig, metrics: dict,
                     dataset_info: dict | None = None) -> None:
     """Write the run files into an existing (temporary) directory."""
@@ -159,9 +153,9 @@ def write_run_files(directory: str | Path, model: nn.Module, config: TrainConfig
     tmp = directory / f".{WEIGHTS_NAME}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, directory / WEIGHTS_NAME)
-    _atomic_json(directory / CONFIG_NAME, config.to_dict())
-    _atomic_json(directory / METRICS_NAME, metrics)
-    _atomic_json(directory / DATASET_NAME, dataset_info or {})
+    atomic_write_json(directory / CONFIG_NAME, config.to_dict(), sort_keys=True)
+    atomic_write_json(directory / METRICS_NAME, metrics, sort_keys=True)
+    atomic_write_json(directory / DATASET_NAME, dataset_info or {}, sort_keys=True)
 
 
 def prepare_run_dir(run_dir: str | Path, overwrite: bool = False) -> Path:
@@ -181,38 +175,22 @@ def prepare_run_dir(run_dir: str | Path, overwrite: bool = False) -> Path:
             f"--output {run_dir} exists and is not empty; choose a new directory or pass --overwrite "
             "(the old run is replaced only after the new one succeeded)"
         )
-    parent = run_dir.absolute().parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=parent))
+        return make_staging_dir(run_dir)
     except OSError as exc:
         raise ConfigError(
-            f"--output {run_dir}: cannot create the run directory in {parent} ({exc.strerror or exc}); "
-            "choose a writable location"
+            f"--output {run_dir}: cannot create the run directory in {run_dir.absolute().parent} "
+            f"({exc.strerror or exc}); choose a writable location"
         ) from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a run directory is an ordinary directory
-    return tmp
 
 
 def commit_run_dir(tmp_dir: str | Path, run_dir: str | Path, overwrite: bool = False) -> Path:
     """Move the finished temporary run directory into place (replacing an old run only if ``overwrite``)."""
     tmp_dir, run_dir = Path(tmp_dir), Path(run_dir).expanduser()
-    old: Path | None = None
-    if run_dir.exists():
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        elif overwrite and run_dir.is_dir():
-            old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
-            os.replace(run_dir, old)
-        else:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise ConfigError(f"--output {run_dir} appeared while training; pass --overwrite or choose a new directory")
-    os.replace(tmp_dir, run_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return run_dir
+    if run_dir.exists() and not (run_dir.is_dir() and (overwrite or not any(run_dir.iterdir()))):
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise ConfigError(f"--output {run_dir} appeared while training; pass --overwrite or choose a new directory")
+    return commit_dir(tmp_dir, run_dir)
 
 
 def save_run(run_dir: str | Path, model: nn.Module, config: TrainConfig, metrics: dict,
