@@ -12,7 +12,6 @@ Run as a script to build fixtures for another environment::
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import warnings
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgeode.runtime.bundle import sha256_file  # noqa: E402
 from edgeode.runtime.manifest import (  # noqa: E402
     Artifact,
     InputSpec,
@@ -86,10 +86,6 @@ def _modules(seed: int = 0):
     return Encoder().eval(), Field().eval(), Head().eval()
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _dtype(np_dtype) -> str:
     return {np.float32: "float32", np.int64: "int64", np.float16: "float16", np.int32: "int32"}[np.dtype(np_dtype).type]
 
@@ -141,7 +137,7 @@ def _tflite(module, args, path: Path, names: list[str] | None, out: str) -> tupl
 
 def artifact(root: Path, rel: str, role: str, fmt: str, ins, outs, batch=None, precision="float32") -> Artifact:
     p = root / rel
-    return Artifact(path=rel, role=role, format=fmt, precision=precision, sha256=_sha(p), size=p.stat().st_size,
+    return Artifact(path=rel, role=role, format=fmt, precision=precision, sha256=sha256_file(p), size=p.stat().st_size,
                     batch=batch, inputs=ins, outputs=outs, opset=17 if fmt == "onnx" else None,
                     parity_max_abs=0.0, parity_tolerance=1e-4)
 
@@ -214,14 +210,11 @@ def build_classifier(root: Path, formats=("onnx",), tflite_batch: int = 2, steps
     return Built(root, xr, yr)
 
 
-def build_dynamics(root: Path, formats=("onnx",), tflite_batch: int = 2, steps: int = 8, tableau: str = "rk4",
-                   seed: int = 1) -> Built:
-    """A tiny dynamics model: y0 [B, 2] -> trajectory [steps+1, B, 2] of an MLP field on y**3 (autonomous)."""
+def spiral_field(seed: int = 1):
+    """The tiny autonomous MLP field on h**3 (the paper's spiral form) that the dynamics bundles export."""
     torch = _torch()
     from torch import nn
 
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
 
     class Spiral(nn.Module):
@@ -232,7 +225,17 @@ def build_dynamics(root: Path, formats=("onnx",), tflite_batch: int = 2, steps: 
         def forward(self, t, h):
             return self.net(h**3)
 
-    field = Spiral().eval()
+    return Spiral().eval()
+
+
+def build_dynamics(root: Path, formats=("onnx",), tflite_batch: int = 2, steps: int = 8, tableau: str = "rk4",
+                   seed: int = 1) -> Built:
+    """A tiny dynamics model: y0 [B, 2] -> trajectory [steps+1, B, 2] of an MLP field on y**3 (autonomous)."""
+    torch = _torch()
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    field = spiral_field(seed)
     tab = get_tableau(tableau)
     fused = _Fused(None, field, None, tab, steps, 0.0, 2.0, trajectory=True)
     arts = []

@@ -66,3 +66,15 @@ def test_loop_body_counted_per_trip():
     assert count_macs(_loop_model(6), batch=3).total == 6 * 75  # constant trip count read from the graph
     unknown = count_macs(_loop_model(None), batch=3)
     assert not unknown.complete and "trip count" in unknown.unknown[0]
+
+
+def test_head_after_a_loop_is_counted():
+    # the solve's final state gets the initial state's shape, so the Gemm head after it is counted:
+    # 6 trips x [3,5]x[5,5] = 6 x 75, then the head [3,5] x [5,10] = 150
+    m = _loop_model(6)
+    m.graph.node.append(helper.make_node("Gemm", ["y", "H"], ["logits"], transB=1))
+    m.graph.initializer.append(_w("H", (10, 5)))
+    m.graph.output[0].name = "logits"
+    c = count_macs(m, batch=3)
+    assert c.complete, c.unknown
+    assert c.by_op == {"MatMul": 6 * 75, "Gemm": 3 * 5 * 10}

@@ -148,20 +148,7 @@ def test_dynamics_loop_arbitrary_times(dynamics):
 
 
 def _spiral_field():
-    import torch
-    from torch import nn
-
-    torch.manual_seed(1)
-
-    class Spiral(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
-
-        def forward(self, t, h):
-            return self.net(h**3)
-
-    return Spiral().eval()
+    return rb.spiral_field(1)
 
 
 # ------------------------------------------------------------------ tflite-runtime (legacy, numpy<2 venv)

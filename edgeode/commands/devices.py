@@ -98,10 +98,9 @@ def run(args) -> int:
         print(json.dumps(p.to_dict(), indent=2) if args.show_json or args.json else _show(p))
         return 0
     if cmd == "calibrate":
-        from edgeode.devices.calibrate import calibrate, save_profile
-
         from pathlib import Path
 
+        from edgeode.devices.calibrate import calibrate, save_profile
         from edgeode.errors import ConfigError
 
         # check what can be checked before the measurement, not after it
@@ -118,7 +117,13 @@ def run(args) -> int:
         print(json.dumps(p.to_dict(), indent=2) if args.show_json or args.json else _show(p))
         if args.save or args.output:
             path = save_profile(p, args.output)
-            print(f"saved {path}; use it with --device {p.name}", file=sys.stderr)
+            from edgeode.devices.profiles import user_dir
+
+            if path.absolute().parent == user_dir().absolute():
+                print(f"saved {path}; use it with --device {p.name}", file=sys.stderr)
+            else:
+                print(f"saved {path}; to use it with --device {p.name}, put it in {user_dir()} or set "
+                      f"EDGEODE_DEVICES_DIR={path.absolute().parent}", file=sys.stderr)
         return 0
     profiles = list_profiles()
     if args.json:

@@ -22,19 +22,20 @@ emulation (QEMU) no device timings are reported.
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("profile", help="measure a bundle for a device profile", description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", help="bundle directory (from `edgeode export`)")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (from `edgeode export`)")
     p.add_argument("--device", "-d", required=True, help="device profile name (see `edgeode devices`), e.g. pi-4b")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "litert", "tflite-runtime"),
                    help="inference backend (default auto: onnxruntime if the bundle has ONNX)")
     p.add_argument("--mode", default="fused", choices=("fused", "loop"),
                    help="fused: the whole solve in one graph; loop: numpy solver loop around the field (default fused)")
-    p.add_argument("--precision", default="float32", help="artifact precision (default float32)")
+    p.add_argument("--precision", default="float32", choices=("float32", "float16", "int8-dynamic", "int8-weight"),
+                   help="which artifacts of the bundle to measure (default float32)")
     p.add_argument("--threads", type=int, default=None, help="backend threads (default: min(device cores, host CPUs))")
     p.add_argument("--runs", type=int, default=50, help="timed inferences (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up inferences (default 5)")
     p.add_argument("--batch", type=int, default=1, help="batch size of each inference (default 1)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before the measured process is killed (default 300)")
-    p.add_argument("--no-macs", action="store_true", help="skip counting MACs (needs the onnx package)")
+    p.add_argument("--no-macs", action="store_true", help="skip counting MACs (counting them reads the ONNX graph with the onnx package)")
     p.add_argument("--json", action="store_true", help="print one JSON object (keys carry units: _mb, _ms, _mj)")
     p.set_defaults(func=run)
     return p

@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"  {r['backend'] + ' ' + r['mode']:28s} accuracy {r['accuracy']:.4f}   {r['ms_per_sample']:.3f} ms/sample")
     if profile:
-        print(f"\nprofile for {args.device}:")
-        print("  " + json.dumps(profile, default=str)[:1500])
+        from edgeode.commands.profile import render
+
+        print()
+        print(render(profile))
     print(f"\nwrote {run_dir}, {bundle_dir} and {out / 'summary.json'}")
     return 0

@@ -223,6 +223,34 @@ def _walk(graph: Any, outer: dict[str, list[int]], scale: int, result: MacCount,
             result.add(node.op_type, macs * scale)
 
 
+def _pin_loop_outputs(proto: Any, onnx: Any) -> bool:
+    """Give each top-level ``Loop``'s final loop-carried values the shape of their initial values.
+
+    ONNX shape inference leaves them unknown when the body's shapes are symbolic, and everything
+    after the solve (the classifier head) then has no shapes to count MACs from. A loop-carried
+    value of a fixed-step solve keeps its shape across iterations, so the initial value's shape is
+    the final one. Returns whether any shape was added (then inference is run again).
+    """
+    from onnx import helper
+
+    shapes = _shapes(proto.graph, {})
+    changed = False
+    for node in proto.graph.node:
+        if node.op_type != "Loop":
+            continue
+        for i, name in enumerate(node.output[: max(0, len(node.input) - 2)]):
+            dims = shapes.get(node.input[2 + i])
+            if not name or dims is None or shapes.get(name) == dims:
+                continue
+            old = [vi for vi in proto.graph.value_info if vi.name == name]
+            elem = old[0].type.tensor_type.elem_type if old and old[0].type.tensor_type.elem_type else onnx.TensorProto.FLOAT
+            for vi in old:
+                proto.graph.value_info.remove(vi)
+            proto.graph.value_info.append(helper.make_tensor_value_info(name, elem, dims))
+            changed = True
+    return changed
+
+
 def count_macs(model: str | Path | Any, batch: int = 1, loop_trips: int | None = None) -> MacCount:
     """Count MACs of one inference of ``model`` (a path or an ``onnx.ModelProto``) at ``batch``."""
     onnx = _import_onnx()
@@ -244,6 +272,8 @@ def count_macs(model: str | Path | Any, batch: int = 1, loop_trips: int | None =
             dims[0].dim_value = batch
     try:
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+        if _pin_loop_outputs(proto, onnx):
+            proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception:  # inference is best effort: unknown shapes are reported per node
         pass
     result = MacCount()

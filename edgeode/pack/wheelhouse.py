@@ -101,6 +101,12 @@ def _tail(text: str, lines: int = 8) -> str:
     return "\n".join(kept[-lines:])
 
 
+def _errors_only(text: str) -> str:
+    """pip's ``ERROR:`` lines (the index and link lines before them say nothing about the failure)."""
+    errors = [ln for ln in text.splitlines() if ln.startswith("ERROR:")]
+    return "\n".join(errors) if errors else text
+
+
 def _explain_failure(proc: subprocess.CompletedProcess, what: str, python: str, platforms: tuple[str, ...]) -> PackError:
     out = proc.stdout + "\n" + proc.stderr
     where = f"CPython {python} on {', '.join(platforms)}"
@@ -111,7 +117,7 @@ def _explain_failure(proc: subprocess.CompletedProcess, what: str, python: str, 
             return PackError(
                 f"no wheel of {req} for {where}: pip found no built distribution that fits this device. "
                 f"Pick another version (--pin), another backend (--backends), or the Python the device runs (--python); "
-                f"pip said:\n{_tail(out)}"
+                f"pip said:\n{_tail(_errors_only(out))}"
             )
     match = _CONFLICT.search(out)
     if match:
