@@ -545,7 +545,7 @@ def _which(row: dict | None) -> str:
 def _markdown(info: dict, rows: list[dict], limits: dict, targets: list[Target], args) -> str:
     parts = [f"# Inference: edgeode vs torchdiffeq ({'quick' if args.quick else 'full'} run)", "",
              machine_markdown(info), "",
-             "Command: `python3 benchmarks/inference.py" + (" --quick" if args.quick else "") + "`. "
+             "Command: `" + " ".join(["python3 benchmarks/inference.py", *args.argv]) + "`. "
              f"{args.steps} steps of rk4_38 (torchdiffeq 'rk4'), one thread, random weights (seed 0); "
              "median latency; peak RSS of each configuration's own fresh process. "
              "Ratios: torchdiffeq / edgeode for speed, edgeode / torchdiffeq for memory.", "",
@@ -634,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     if spec is not None:
         return _worker_main(spec)
     args = _parser().parse_args(argv)
+    args.argv = list(argv)
     if args.quick:
         args.repeats, args.warmup, args.budget = 3, 1, 0.2
         if args.batches == [1, 32]:

@@ -114,8 +114,7 @@ def _worker_main(spec: dict) -> int:
 
 
 def _markdown(info: dict, rows: dict, mem: dict, args) -> str:
-    cmd = "python3 benchmarks/table1.py" + (" --quick" if args.quick else "") + \
-          (f" --epochs {args.epochs}" if not args.quick and args.epochs != 1 else "")
+    cmd = " ".join(["python3 benchmarks/table1.py", *args.argv])
     parts = [f"# Table 1 at our scale ({'quick' if args.quick else 'full'} run)", "",
              machine_markdown(info), "",
              f"Command: `{cmd}`. **Not the paper's protocol**: trained on 8,000 images of the official MNIST "
@@ -177,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if spec is not None:
         return _worker_main(spec)
     args = _parser().parse_args(argv)
+    args.argv = list(argv)
     limit = 0
     if args.quick:
         args.epochs, args.width, args.steps, args.batch, limit = 1, 16, 2, 16, 64

@@ -132,7 +132,7 @@ def _targets(rows: list[dict], steps: list[int]) -> list[Target]:
 
 
 def _markdown(info: dict, rows: list[dict], targets: list[Target], args, checks: list[str]) -> str:
-    cmd = "python3 benchmarks/training.py" + (" --quick" if args.quick else "")
+    cmd = " ".join(["python3 benchmarks/training.py", *args.argv])
     parts = [f"# Training: edgeode vs torchdiffeq ({'quick' if args.quick else 'full'} run)", "",
              machine_markdown(info), "",
              f"Command: `{cmd}`. MNIST ODE-Net (width {args.width}), batch {args.batch}, rk4_38 (torchdiffeq 'rk4'), "
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if spec is not None:
         return _worker_main(spec)
     args = _parser().parse_args(argv)
+    args.argv = list(argv)
     if args.quick:
         if args.steps == [10, 40, 160]:
             args.steps = [2, 4]
