@@ -263,6 +263,8 @@ def fmt(value: float | None, digits: int = 3) -> str:
         return "n/a"
     if value == 0:
         return "0"
+    if abs(value) >= 10**digits:
+        return f"{value:,.0f}"
     return f"{value:.{digits}g}"
 
 

@@ -248,11 +248,16 @@ def _work_profile(spec: dict) -> dict:
         per_op: dict[str, float] = {}
         per_node: dict[str, list] = {}
         total = 0.0
+        loop_total = 0.0
         for ev in events:
             if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
                 continue
             op = ev.get("args", {}).get("op_name", "?")
             dur = float(ev.get("dur", 0))
+            if op in ("Loop", "Scan", "If"):
+                # A control-flow node's time includes its body's nodes, which are listed too: count once.
+                loop_total += dur
+                continue
             per_op[op] = per_op.get(op, 0.0) + dur
             node = ev["name"][: -len("_kernel_time")]
             rec = per_node.setdefault(node, [op, 0.0, ev.get("args", {}).get("provider", "")])
@@ -263,6 +268,7 @@ def _work_profile(spec: dict) -> dict:
         nodes = sorted(per_node.items(), key=lambda kv: -kv[1][1])[:12]
         result[role] = {
             "kernel_us_per_run": total / runs,
+            "loop_us_per_run": loop_total / runs,
             "ops": [{"op": k, "us_per_run": v / runs, "share": v / total if total else 0.0} for k, v in ops],
             "top_nodes": [{"node": k, "op": v[0], "us_per_run": v[1] / runs} for k, v in nodes],
         }
@@ -545,7 +551,7 @@ def _which(row: dict | None) -> str:
 def _markdown(info: dict, rows: list[dict], limits: dict, targets: list[Target], args) -> str:
     parts = [f"# Inference: edgeode vs torchdiffeq ({'quick' if args.quick else 'full'} run)", "",
              machine_markdown(info), "",
-             "Command: `" + " ".join(["python3 benchmarks/inference.py", *args.argv]) + "`. "
+             "Command: `" + " ".join(["python3 benchmarks/inference.py", *getattr(args, "argv", [])]) + "`. "
              f"{args.steps} steps of rk4_38 (torchdiffeq 'rk4'), one thread, random weights (seed 0); "
              "median latency; peak RSS of each configuration's own fresh process. "
              "Ratios: torchdiffeq / edgeode for speed, edgeode / torchdiffeq for memory.", "",
@@ -579,7 +585,7 @@ def _markdown(info: dict, rows: list[dict], limits: dict, targets: list[Target],
         lt = []
         for e in limits["per_config"]:
             lt.append([e["kind"], e["batch"], "torchdiffeq" if e["impl"] != "edgeode" else e["backend"], e["mode"],
-                       f"{e['macs'] / 1e6:.1f}", f"{e['gflops']:.2f}", f"{e['fraction_of_sgemm']:.2f}",
+                       fmt(e["macs"] / 1e6), fmt(e["gflops"]), fmt(e["fraction_of_sgemm"], 2),
                        fmt(e.get("overhead")), fmt(e.get("overhead_solver_only"))])
         parts.append(markdown_table(["model", "batch", "backend", "mode", "MMACs", "GFLOP/s", "fraction of SGEMM",
                                      "time / (evals x field call)", "solver only"], lt))
@@ -588,11 +594,14 @@ def _markdown(info: dict, rows: list[dict], limits: dict, targets: list[Target],
             pt = []
             for key, v in limits["parts"].items():
                 for role, t in v["times"].items():
-                    pt.append([key, role, f"{t['median_s'] * 1e6:.1f}", f"{v['macs'].get(role, 0) / 1e6:.2f}"])
+                    pt.append([key, role, f"{t['median_s'] * 1e6:.1f}", fmt(v["macs"].get(role, 0) / 1e6)])
             parts.append(markdown_table(["model-batch", "part", "median µs", "MMACs"], pt))
         for key, prof in limits.get("profiles", {}).items():
             for role, p in prof.items():
-                parts += ["", f"onnxruntime profile, {key} `{role}` ({p['kernel_us_per_run']:.0f} µs kernel time per run):", ""]
+                loop = (f"; the Loop node, body included, {p['loop_us_per_run']:.0f} µs"
+                        if p.get("loop_us_per_run") else "")
+                parts += ["", f"onnxruntime profile, {key} `{role}` ({p['kernel_us_per_run']:.0f} µs in operator "
+                              f"kernels per run{loop}; profiling adds per-node overhead):", ""]
                 parts.append(markdown_table(["op", "µs / run", "share"],
                                             [[o["op"], f"{o['us_per_run']:.1f}", f"{o['share']:.0%}"] for o in p["ops"][:8]]))
     return "\n".join(parts)
@@ -625,6 +634,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=3.0, help="seconds of timed calls per configuration (at least --repeats)")
     p.add_argument("--no-limits", dest="limits", action="store_false", help="skip SGEMM / MACs / overhead")
     p.add_argument("--no-profile", dest="profile", action="store_false", help="skip the onnxruntime per-op profiles")
+    p.add_argument("--render", metavar="JSON", default=None,
+                   help="measure nothing: rewrite the Markdown tables from a results JSON file written earlier")
     return p
 
 
@@ -635,6 +646,11 @@ def main(argv: list[str] | None = None) -> int:
         return _worker_main(spec)
     args = _parser().parse_args(argv)
     args.argv = list(argv)
+    if args.render:
+        import json
+
+        path = Path(args.render)
+        return _render(json.loads(path.read_text()), path.stem, args.out or str(path.parent))
     if args.quick:
         args.repeats, args.warmup, args.budget = 3, 1, 0.2
         if args.batches == [1, 32]:
@@ -668,11 +684,19 @@ def main(argv: list[str] | None = None) -> int:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     targets = _targets(rows, limits)
-    md = _markdown(info, rows, limits, targets, args)
     payload = {"machine": info, "args": vars(args), "rows": rows, "limits": limits,
                "targets": [t.to_dict() for t in targets]}
     name = "inference-quick" if args.quick else "inference"
-    write_results(name, payload, md, args.out)
+    write_results(name, payload, "(rendering failed; rerun with --render " + name + ".json)", args.out)
+    return _render(payload, name, args.out)
+
+
+def _render(payload: dict, name: str, out: str | None) -> int:
+    """Write NAME.md from the measurements (also used by ``--render`` to redo tables from a JSON file)."""
+    args = argparse.Namespace(**payload["args"])
+    targets = _targets(payload["rows"], payload["limits"])
+    md = _markdown(payload["machine"], payload["rows"], payload["limits"], targets, args)
+    write_results(name, {**payload, "targets": [t.to_dict() for t in targets]}, md, out)
     print(md)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,17 @@ def test_devices_package_never_imports_torch(tmp_path):
             "assert 'torch' not in sys.modules")
     env = {"PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parents[1]}", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--output", "prof.txt"], "must end in .json"),
+    (["--save", "x", "--seconds", "0"], "--seconds must be a positive"),
+    (["--save", "x", "--like", "pi-6"], "known devices"),
+])
+def test_calibrate_checks_its_options_before_measuring(tmp_path, args, match):
+    env = {**os.environ, "EDGEODE_DEVICES_DIR": str(tmp_path / "profiles")}
+    proc = subprocess.run([sys.executable, "-m", "edgeode", "devices", "calibrate", *args], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == 2 and match in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "measuring" not in proc.stderr  # refused before the measurement, not after it
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written

@@ -208,3 +208,11 @@ def test_unknown_device_lists_the_known_ones(tmp_path):
 
     with pytest.raises(DeviceError, match="pi-4b"):
         pack(tmp_path, "pi-9", tmp_path / "o", progress=False)
+
+
+def test_an_existing_empty_output_directory_is_used(bundle, tmp_path):
+    out = tmp_path / "made-by-the-user"
+    out.mkdir()
+    pack(bundle, "pixel-6a", out, progress=False)
+    assert (out / "model.tflite").is_file() and (out / "README.md").is_file()
+    assert _leftovers(tmp_path) == []

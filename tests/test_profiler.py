@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgeode.devices.measure import ChildTimeout, run_child  # noqa: E402
 from edgeode.devices.profiler import percentiles, profile_bundle  # noqa: E402
+from edgeode.errors import EdgeodeError  # noqa: E402
 from edgeode.runtime.manifest import Artifact, InputSpec, Manifest, OutputSpec, TensorSpec  # noqa: E402
 
 # Conv 1->4 (3x3, pad 1) on 8x8, flatten, Gemm 256->10. MACs per sample: 4*8*8*9 + 256*10 = 4864.
@@ -164,3 +165,19 @@ def test_fused_and_loop_macs_agree_on_an_ode_bundle(tmp_path):
     assert parts["field"]["calls_per_inference"] == 12
     assert loop["macs_per_inference"] == parts["encoder"]["macs"] + 12 * parts["field"]["macs"] + parts["head"]["macs"]
     assert fused["macs_per_inference"] == loop["macs_per_inference"] > 0
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"precision": "int8-dynamic"}, "ConfigError", "has no int8-dynamic artifacts"),
+    ({"backend": "tensorrt"}, "ConfigError", "unknown backend"),
+])
+def test_bad_backend_or_precision_fails_before_any_measurement(bundle, monkeypatch, kwargs, error, match):
+    import edgeode.devices.profiler as profiler
+
+    def no_child(*args, **kw):
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(profiler, "run_child", no_child)
+    with pytest.raises(EdgeodeError, match=match) as info:
+        profile_bundle(bundle, "pi-4b", progress=False, **kwargs)
+    assert type(info.value).__name__ == error

@@ -118,6 +118,7 @@ def test_cli_bad_inputs(tmp_path: Path, capsys) -> None:
         (["--epochs", "-1"], "epochs must be a positive integer"),
         (["--data", "mnist"], "--data-path"),
         (["--data", "mnist", "--data-path", str(tmp_path / "nope")], "does not exist"),
+        (["--data-path", str(tmp_path / "nope")], "--data-path is read only with --data mnist"),
         (["--model", "rknet", "--adjoint"], "--model odenet"),
         (["--model", "spiral", "--data", "digits"], "does not fit"),
     ]

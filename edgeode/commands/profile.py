@@ -55,7 +55,8 @@ def render(d: dict) -> str:
     sc = d["scaling"]
     if sc.get("factor") and d["estimate"]:
         lines.append(f"  scaling: host SGEMM {sc['host_sgemm_gflops_1t']:.1f} GFLOP/s / device {sc['device_gflops_1t']:g} "
-                     f"GFLOP/s = x{sc['factor']:.2f} ({sc['device_gflops_source'][:90]})")
+                     f"GFLOP/s = x{sc['factor']:.2f} ({sc['device_gflops_source'].split(';')[0]}; "
+                     f"sources: `edgeode devices show {d['device']}`)")
     lines += [f"backend {d['backend']}, mode {d['mode']}, {d['threads']} thread(s), batch {d['batch']}, "
               f"{d['runs']} runs after {d['warmup']} warm-up",
               f"bundle size        {_fmt(d['bundle_size_mb'], ' MB', 3)}"]

@@ -20,8 +20,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "run",
         help=HELP,
-        description=HELP + ". INPUT is a .npy array (batch [B, ...] or one sample) or a PNG/PGM image. "
-        "Needs numpy and onnxruntime or ai-edge-litert; never imports torch.",
+        description=HELP + ". INPUT is a .npy array (batch [B, ...] or one sample) or a PNG/PGM image "
+        "(resized and normalised as the manifest says). For a classifier it prints the top classes per sample; "
+        "for a dynamics bundle INPUT holds initial states [B, D] and it prints the state at t1 of each "
+        "(the whole trajectory: edgeode.runtime.load(BUNDLE).solve(y0)). Needs numpy and onnxruntime or ai-edge-litert; never imports torch.",
     )
     parser.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `edgeode export`")
     parser.add_argument("input", metavar="INPUT", help="a .npy file, or a .png / .pgm image")

@@ -106,6 +106,9 @@ def build_config(args: argparse.Namespace):
     data = args.data or ("spiral" if args.model == "spiral" else "digits")
     if data not in DATA:
         raise ConfigError(f"unknown --data {data!r}; choose one of: {', '.join(DATA)}")
+    if args.data_path and data != "mnist":
+        raise ConfigError(f"--data-path is read only with --data mnist, but the data set is {data!r} (it ships or is "
+                          "generated); drop --data-path, or pass --data mnist to train on the IDX files there")
     d = DEFAULTS[data]
 
     def pick(name: str):

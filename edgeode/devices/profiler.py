@@ -166,6 +166,26 @@ def _step(bar: Any, text: str) -> None:
         bar.update(1)
 
 
+def _resolve_backend(manifest: Any, backend: str, precision: str) -> str:
+    """The backend to measure with, checked here so that a bad choice fails before any child runs.
+
+    Raises:
+        ConfigError: the bundle has no artifacts of ``precision``, or ``backend`` is unknown.
+        BackendError: the backend is not installed or cannot work here (with the install hint).
+    """
+    from edgeode.runtime.backends import BACKEND_FORMAT, backend_available, check_backend
+
+    precisions = sorted({a.precision for a in manifest.artifacts})
+    if precision not in precisions:
+        raise ConfigError(f"the bundle has no {precision} artifacts; it has {precisions}: pass --precision with one of those")
+    formats = {a.format for a in manifest.artifacts if a.precision == precision}
+    if backend == "auto":
+        candidates = [b for b in ("onnxruntime", "litert", "tflite-runtime") if BACKEND_FORMAT[b] in formats]
+        backend = next((b for b in candidates if backend_available(b, precision)), candidates[0] if candidates else "onnxruntime")
+    check_backend(backend, precision)
+    return backend
+
+
 def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: str = "auto", mode: str = "fused",
                    threads: int | None = None, runs: int = 50, warmup: int = 5, batch: int = 1,
                    precision: str = "float32", timeout: float = 300.0, count_macs: bool = True,
@@ -190,17 +210,11 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
     if threads is None:
         threads = max(1, min(profile.cpu.cores, host_cores))
     notes: list[str] = []
+    resolved_backend = _resolve_backend(manifest, backend, precision)
     bar = _progress(progress, 3)
     try:
         scaling = decide_scaling(profile)
         _step(bar, "runtime floor")
-        resolved_backend = backend
-        if backend == "auto":
-            from edgeode.runtime.backends import BACKEND_FORMAT, backend_available
-
-            formats = {a.format for a in manifest.artifacts if a.precision == precision}
-            resolved_backend = next((b for b in ("onnxruntime", "litert", "tflite-runtime")
-                                     if BACKEND_FORMAT[b] in formats and backend_available(b)), "onnxruntime")
         floor = run_child(["floor", "--backend", resolved_backend, "--threads", str(threads)], timeout=min(timeout, 120))
         _step(bar, f"model: {warmup} warm-up + {runs} timed runs")
         args = ["run", "--bundle", str(bundle), "--backend", resolved_backend, "--mode", mode, "--precision", precision,
