@@ -12,8 +12,8 @@ at the training batch size, and the part of it above the process's RSS just befo
 Depth: solver steps for ODE-Net / RK-Net (field evaluations L~ = 4 x steps with RK4), residual
 blocks for the ResNet, pooling stages (two convs each) for VGG.
 
-    python3 benchmarks/table1.py                     # 1 epoch each (~10 min on 2 cores)
-    python3 benchmarks/table1.py --epochs 2          # closer to convergence, about twice as long
+    python3 benchmarks/table1.py                     # 2 epochs, batch 32 (~10-15 min on 2 quiet cores)
+    python3 benchmarks/table1.py --epochs 1          # half the time, visibly less trained
     python3 benchmarks/table1.py --quick             # tiny smoke run (64 images, small widths)
 """
 
@@ -159,8 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist-path", default=str(DEFAULT_MNIST), help="directory with the MNIST t10k IDX files")
     p.add_argument("--quick", action="store_true", help="64 images, width 16, 1 epoch, small depths: smoke run")
     p.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS), help="models")
-    p.add_argument("--epochs", type=int, default=1, help="training epochs per model")
-    p.add_argument("--batch", type=int, default=64, help="training batch size")
+    p.add_argument("--epochs", type=int, default=2, help="training epochs per model")
+    p.add_argument("--batch", type=int, default=32, help="training batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--width", type=int, default=64, help="channels of ODE-Net / RK-Net / ResNet")
     p.add_argument("--steps", type=int, default=10, help="rk4 steps of ODE-Net and RK-Net when training")

@@ -8,11 +8,9 @@ until the new one is complete.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +21,9 @@ from torch import nn
 from edgeode.errors import ConfigError, DataError, ParityError
 from edgeode.export.parity import check_parity, tolerance_for
 from edgeode.export.plan import Job, plan_jobs, prepare
-from edgeode.export.specs import file_digest, onnx_specs, tflite_specs
+from edgeode.export.specs import onnx_specs, tflite_specs
+from edgeode.fsutil import commit_dir, make_staging_dir
+from edgeode.runtime.bundle import sha256_file
 from edgeode.runtime.manifest import (
     MANIFEST_NAME,
     Artifact,
@@ -85,24 +85,10 @@ def _prepare_destination(out_dir: Path, overwrite: bool) -> Path:
         if any(out_dir.iterdir()) and not overwrite:
             raise ConfigError(f"bundle destination {out_dir} exists and is not empty; pass --overwrite "
                               "(overwrite=True) to replace it, or choose another -o path")
-    parent = out_dir.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        return make_staging_dir(out_dir)
     except OSError as exc:
         raise ConfigError(f"cannot write the bundle beside {out_dir} ({exc}); choose a writable -o path") from None
-    return tmp
-
-
-def _commit(tmp: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _tool_versions() -> dict:
@@ -145,7 +131,7 @@ def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict) -> A
     else:
         inputs, outputs = tflite_specs(path)
         opset = None
-    sha, size = file_digest(path)
+    sha, size = sha256_file(path), path.stat().st_size
     return Artifact(path=job.path, role=job.role, format=job.format, precision=job.precision, sha256=sha, size=size,
                     batch=job.batch, inputs=inputs, outputs=outputs, opset=opset,
                     parity_max_abs=result.max_abs, parity_tolerance=result.bound)
@@ -194,7 +180,7 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
         manifest = _manifest(source, prepared, artifacts, timings)
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         Manifest.read(tmp)  # the strict parser accepts what we wrote
-        _commit(tmp, out_dir)
+        commit_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

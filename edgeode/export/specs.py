@@ -8,7 +8,7 @@ import numpy as np
 
 from edgeode.runtime.manifest import TensorSpec
 
-__all__ = ["onnx_specs", "tflite_specs", "file_digest"]
+__all__ = ["onnx_specs", "tflite_specs"]
 
 _ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8"}
 
@@ -51,16 +51,3 @@ def tflite_specs(path: str | Path) -> tuple[tuple[TensorSpec, ...], tuple[Tensor
 
     return (tuple(spec(n, ins[n]) for n in sig["inputs"]),
             tuple(spec(n, outs[n]) for n in sig["outputs"]))
-
-
-def file_digest(path: str | Path) -> tuple[str, int]:
-    """sha256 hex digest and size in bytes."""
-    import hashlib
-
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
