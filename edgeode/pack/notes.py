@@ -37,10 +37,16 @@ def _shape(spec: TensorSpec) -> str:
     return "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
 
 
-def describe_model(manifest: Manifest) -> str:
-    """One paragraph: architecture, kind, input and output tensors, solver."""
+def describe_model(manifest: Manifest, artifact: Artifact | None = None) -> str:
+    """One paragraph: architecture, kind, input and output tensors, solver.
+
+    With ``artifact`` (e.g. a fixed-batch TFLite file) its own tensor shapes are shown, not the
+    manifest's dynamic-batch ones.
+    """
     arch = manifest.model.get("arch", "?")
     inp, out = manifest.input.tensor, manifest.output.tensor
+    if artifact is not None:
+        inp, out = artifact.inputs[0], artifact.outputs[0]
     text = (
         f"Model: `{arch}` {manifest.kind}; input `{inp.name}` {_shape(inp)} {inp.dtype}, "
         f"output `{out.name}` {_shape(out)} {out.dtype}."
@@ -221,7 +227,7 @@ def android_note(manifest: Manifest, art: Artifact, device: str, display_name: s
                   + ". The outputs are class scores (logits): the predicted class is the index of the largest.\n")
     return f"""# {filename} for {display_name} (`{device}`): Android integration note
 
-{describe_model(manifest)}
+{describe_model(manifest, art)}
 
 `{filename}` is the whole model as one TensorFlow Lite flatbuffer ({art.precision}, batch {batch},
 {art.size} bytes, sha256 `{art.sha256}`). `manifest.json` beside it describes it (this directory is
