@@ -11,6 +11,7 @@ This module imports only the standard library (workers that must stay torch- and
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -47,6 +48,7 @@ __all__ = [
     "targets_markdown",
     "write_results",
     "fmt",
+    "HelpFormatter",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -58,6 +60,15 @@ DEFAULT_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
 _RESULT_TAG = "@@EDGEODE-BENCH-RESULT@@ "
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                 "NUMEXPR_NUM_THREADS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, except flags and options whose default is "not given"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 class BenchmarkError(RuntimeError):
@@ -288,6 +299,9 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

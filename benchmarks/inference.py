@@ -35,6 +35,7 @@ from pathlib import Path
 from common import (
     DEFAULT_MNIST,
     BenchmarkError,
+    HelpFormatter,
     Target,
     emit,
     fmt,
@@ -611,7 +612,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Writes benchmarks/results/inference.json and inference.md (inference-quick.* with --quick).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--quick", action="store_true",
                    help="few repeats, batch 1, ONNX / onnxruntime only (unless --formats / --backends are given), "

@@ -27,6 +27,7 @@ from pathlib import Path
 from common import (
     DEFAULT_MNIST,
     BenchmarkError,
+    HelpFormatter,
     current_rss_mb,
     emit,
     machine_info,
@@ -154,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Writes benchmarks/results/table1.json and table1.md (table1-quick.* with --quick).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--mnist-path", default=str(DEFAULT_MNIST), help="directory with the MNIST t10k IDX files")
     p.add_argument("--quick", action="store_true", help="64 images, width 16, 1 epoch, small depths: smoke run")

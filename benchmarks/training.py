@@ -27,6 +27,7 @@ from pathlib import Path
 
 from common import (
     BenchmarkError,
+    HelpFormatter,
     Target,
     current_rss_mb,
     emit,
@@ -164,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Writes benchmarks/results/training.json and training.md (training-quick.* with --quick).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="steps 2 and 4, batch 4, width 16, one timed step")
     p.add_argument("--steps", nargs="+", type=int, default=[10, 40, 160], help="solver step counts")

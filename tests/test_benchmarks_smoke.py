@@ -42,7 +42,6 @@ def test_training_quick(tmp_path: Path) -> None:
     assert (tmp_path / "training-quick.md").read_text().startswith("# Training")
 
 
-@pytest.mark.slow
 def test_inference_quick_spiral(tmp_path: Path) -> None:
     proc = _run("inference.py", "--quick", "--models", "spiral", "--formats", "onnx", "--backends", "onnxruntime",
                 "--modes", "fused", "--no-limits", "--out", str(tmp_path))
@@ -54,7 +53,6 @@ def test_inference_quick_spiral(tmp_path: Path) -> None:
     assert all(r["check"]["equal"] and not r["imported_torch"] for r in ours)
 
 
-@pytest.mark.slow
 def test_table1_memory_only(tmp_path: Path) -> None:
     mnist = ROOT.parent / "shared" / "data" / "mnist"
     if not mnist.is_dir():
