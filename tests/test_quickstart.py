@@ -1,0 +1,42 @@
+"""The README's main command, end to end: train -> export -> run (torch-free runtime) -> profile."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_quickstart_runtime_accuracy_equals_torch(tmp_path):
+    out = tmp_path / "qs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeode.cli", "quickstart", "-o", str(out), "--epochs", "2", "-q", "--device", "pi-zero-2w"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    torch_acc = summary["torch_test_accuracy"]
+    assert 0.0 <= torch_acc <= 1.0
+    measured = [r for r in summary["runtime"] if "accuracy" in r]
+    assert {(r["backend"], r["mode"]) for r in measured} >= {("onnxruntime", "fused"), ("onnxruntime", "loop")}
+    for r in measured:  # the bundle computes what torch computed, image for image
+        assert abs(r["accuracy"] - torch_acc) <= 1 / 360 + 1e-9, r
+    profile = summary["profile"]
+    assert profile["device"] == "pi-zero-2w" and profile["estimate"] is True
+    assert profile["peak_rss_mb"] > 0 and profile["latency_ms"]["p50"] > 0
+    assert f"torch (training run)         accuracy {torch_acc:.4f}" in proc.stdout
+    assert (out / "bundle" / "manifest.json").is_file() and (out / "run" / "metrics.json").is_file()
+
+
+def test_quickstart_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "qs"
+    (out / "run").mkdir(parents=True)
+    (out / "run" / "keep.txt").write_text("mine")
+    proc = subprocess.run([sys.executable, "-m", "edgeode.cli", "quickstart", "-o", str(out), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "run" / "keep.txt").read_text() == "mine"
