@@ -26,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgeode.devices.hostinfo import cpu_model
 from edgeode.fsutil import atomic_write_text
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "targets_markdown",
     "write_results",
     "fmt",
+    "log",
     "HelpFormatter",
 ]
 
@@ -216,16 +218,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _cpu_flags() -> list[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -244,7 +236,7 @@ def machine_info() -> dict:
     except OSError:
         load = None
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_flags": _cpu_flags(),
         "cores": os.cpu_count(),
         "machine": platform.machine(),
@@ -267,6 +259,11 @@ def machine_markdown(info: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------- output
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr (stdout is the worker's result channel)."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -39,6 +39,7 @@ from common import (
     Target,
     emit,
     fmt,
+    log,
     machine_info,
     machine_markdown,
     markdown_table,
@@ -279,82 +280,23 @@ def _work_profile(spec: dict) -> dict:
 def _work_macs(spec: dict) -> dict:
     """Multiply-accumulates per call of each float32 ONNX part at batch ``spec['batch']``.
 
-    Uses :func:`edgeode.devices.macs.count_macs` when it is there (it also walks the fused graph's
-    Loop body, ``steps`` trips), else this script's own Conv/Gemm/MatMul counter on the parts.
+    Counted by :func:`edgeode.devices.macs.count_macs` (it also walks the fused graph's Loop body,
+    ``steps`` trips). A part whose count is incomplete (a node of unknown shape) fails the worker;
+    an incomplete fused count is left out.
     """
+    from edgeode.devices.macs import count_macs
+
     arts = _onnx_artifacts(spec["bundle"])
-    try:
-        from edgeode.devices.macs import count_macs
-    except ImportError:
-        count_macs = None
-    out: dict = {"counter": "edgeode.devices.macs" if count_macs else "benchmarks.inference"}
+    out: dict = {"counter": "edgeode.devices.macs"}
     for role in ("encoder", "field", "head", "model", "fused"):
         if role not in arts:
             continue
-        if count_macs is not None:
-            res = count_macs(arts[role], batch=spec["batch"], loop_trips=spec["steps"] if role == "fused" else None)
-            if res.complete:
-                out[role] = int(res.total)
-                continue
-        if role != "fused":
-            out[role] = _count_macs_onnx(arts[role], spec["batch"])
+        res = count_macs(arts[role], batch=spec["batch"], loop_trips=spec["steps"] if role == "fused" else None)
+        if res.complete:
+            out[role] = int(res.total)
+        elif role != "fused":
+            raise BenchmarkError(f"{arts[role]}: cannot infer the shapes around {', '.join(res.unknown)}")
     return out
-
-
-def _count_macs_onnx(path: str, batch: int) -> int:
-    """Conv / ConvTranspose / Gemm / MatMul multiply-accumulates after shape inference at a fixed batch."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper, shape_inference
-
-    model = onnx.load(path)
-    graph = model.graph
-    for inp in graph.input:
-        for dim in inp.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value"):
-                dim.dim_value = batch
-    del graph.value_info[:]
-    for out in graph.output:
-        for dim in out.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value"):
-                dim.Clear()
-    model = shape_inference.infer_shapes(model, data_prop=True)
-    g = model.graph
-    shapes: dict[str, list[int]] = {}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-        shapes[vi.name] = dims
-    for init in g.initializer:
-        shapes[init.name] = list(init.dims)
-    consts = {init.name: numpy_helper.to_array(init) for init in g.initializer}
-    for node in g.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    arr = numpy_helper.to_array(attr.t)
-                    consts[node.output[0]] = arr
-                    shapes[node.output[0]] = list(arr.shape)
-    macs = 0
-    for node in g.node:
-        out_shape = shapes.get(node.output[0])
-        if node.op_type in ("Conv", "ConvTranspose"):
-            w = shapes.get(node.input[1])
-            if not out_shape or None in out_shape or not w:
-                raise BenchmarkError(f"{path}: cannot infer the shape around {node.name} ({node.op_type})")
-            group = next((a.i for a in node.attribute if a.name == "group"), 1)
-            if node.op_type == "Conv":
-                macs += int(np.prod(out_shape)) * int(np.prod(w[1:]))
-            else:
-                in_shape = shapes[node.input[0]]
-                macs += int(np.prod(in_shape)) * int(w[1]) * int(np.prod(w[2:])) // max(group, 1) * group
-        elif node.op_type in ("Gemm", "MatMul"):
-            a = shapes.get(node.input[0])
-            if not out_shape or None in out_shape or not a or None in a:
-                raise BenchmarkError(f"{path}: cannot infer the shape around {node.name} ({node.op_type})")
-            trans_a = next((x.i for x in node.attribute if x.name == "transA"), 0)
-            k = a[-2] if (node.op_type == "Gemm" and trans_a) else a[-1]
-            macs += int(np.prod(out_shape)) * int(k)
-    return macs
 
 
 def _work_sgemm(spec: dict) -> dict:
@@ -662,9 +604,6 @@ def main(argv: list[str] | None = None) -> int:
         args.profile = False
     import shutil
     import tempfile
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
     info = machine_info()
     tmp = None

@@ -30,6 +30,7 @@ from common import (
     HelpFormatter,
     current_rss_mb,
     emit,
+    log,
     machine_info,
     machine_markdown,
     markdown_table,
@@ -187,9 +188,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MNIST directory {args.mnist_path} not found: pass --mnist-path DIR holding t10k-images-idx3-ubyte(.gz) "
               "and t10k-labels-idx1-ubyte(.gz)", file=sys.stderr)
         return 2
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
     info = machine_info()
     rows: dict = {}

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgeode.fsutil import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (10, 40, 160)
 RES_BLOCKS = (6, 24)
@@ -126,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": 1, "measure": "ru_maxrss of a fresh child process per row"}
     for name, text in (("train_memory.json", json.dumps({"meta": meta, "rows": rows, "ratios": ratios}, indent=2)),
                        ("train_memory.md", md)):
-        tmp = args.out / f".{name}.tmp"
-        tmp.write_text(text + ("\n" if not text.endswith("\n") else ""))
-        os.replace(tmp, args.out / name)
+        atomic_write_text(args.out / name, text + ("\n" if not text.endswith("\n") else ""))
     return 0
 
 

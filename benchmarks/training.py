@@ -32,6 +32,7 @@ from common import (
     current_rss_mb,
     emit,
     fmt,
+    log,
     machine_info,
     machine_markdown,
     markdown_table,
@@ -191,9 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.steps == [10, 40, 160]:
             args.steps = [2, 4]
         args.batch, args.width, args.iterations = 4, 16, 1
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
     info = machine_info()
     rows = []

@@ -96,16 +96,14 @@ def _arm_env(site: Path, home: Path) -> dict:
 def installed(emulator, tmp_path_factory):
     """The pi-4b package of a real bundle, installed offline from its wheelhouse for arm64."""
     from edgeode.pack import pack
+    from edgeode.pack.wheelhouse import pip_target_args
 
     bundle = make_bundle(tmp_path_factory)
     work = tmp_path_factory.mktemp("aarch64")
     result = pack(bundle, DEVICE, work / "pkg", progress=False)
     site = work / "site"
     cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(result.out_dir / "wheels"),
-           "--only-binary=:all:", "--python-version", result.python, "--implementation", "cp",
-           "--abi", "cp" + result.python.replace(".", ""), "--target", str(site), "--no-compile", "--quiet"]
-    for plat in result.platforms:
-        cmd += ["--platform", plat]
+           *pip_target_args(result.python, result.platforms), "--target", str(site), "--no-compile", "--quiet"]
     proc = subprocess.run([*cmd, *result.install_args], capture_output=True, text=True, env=_host_env(), timeout=600)
     assert proc.returncode == 0, f"offline install of the wheelhouse failed:\n{_tail(proc.stdout + proc.stderr)}"
     return result, site, work

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from edgeode.devices.measure import ChildTimeout, run_child  # noqa: E402
 from edgeode.devices.profiler import percentiles, profile_bundle  # noqa: E402
 from edgeode.errors import EdgeodeError  # noqa: E402
+from edgeode.runtime.bundle import sha256_file  # noqa: E402
 from edgeode.runtime.manifest import Artifact, InputSpec, Manifest, OutputSpec, TensorSpec  # noqa: E402
 
 # Conv 1->4 (3x3, pad 1) on 8x8, flatten, Gemm 256->10. MACs per sample: 4*8*8*9 + 256*10 = 4864.
@@ -40,8 +40,7 @@ def build_bundle(root: Path) -> Path:
     (root / "onnx").mkdir(parents=True)
     path = root / "onnx" / "model.onnx"
     onnx.save(model, str(path))
-    data = path.read_bytes()
-    art = Artifact("onnx/model.onnx", "model", "onnx", "float32", hashlib.sha256(data).hexdigest(), len(data), None,
+    art = Artifact("onnx/model.onnx", "model", "onnx", "float32", sha256_file(path), path.stat().st_size, None,
                    (TensorSpec("x", (None, 1, 8, 8)),), (TensorSpec("scores", (None, 10)),), 17, 0.0, 1e-4)
     man = Manifest("classifier", {"arch": "tiny", "parameters": 4 * 9 + 2560}, InputSpec(TensorSpec("x", (None, 1, 8, 8))),
                    OutputSpec(TensorSpec("scores", (None, 10)), tuple(str(i) for i in range(10))), None, (art,),

@@ -9,7 +9,6 @@ bundle for a device profile (estimates on this host, labelled so).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -66,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeode.commands import train as train_cmd
     from edgeode.errors import ConfigError
     from edgeode.export import export_run
+    from edgeode.fsutil import atomic_write_json
     from edgeode.train.data import load_dataset
     from edgeode.train.trainer import train
 
@@ -110,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
         "artifacts": [{"path": a.path, "parity_max_abs": a.parity_max_abs} for a in manifest.artifacts],
         "profile": profile,
     }
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    tmp.replace(out / "summary.json")
+    atomic_write_json(out / "summary.json", summary, default=str)
 
     print(f"\n{args.model} on {config.data}: {len(y)} test samples")
     print(f"  {'torch (training run)':28s} accuracy {torch_acc:.4f}")

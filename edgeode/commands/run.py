@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  [{p['index']}] final state: " + ", ".join(f"{v:.6g}" for v in p["final_state"]))
             continue
         order = np.argsort(p["scores"])[::-1][: max(1, args.top)]
-        probs = _softmax(np.asarray(p["scores"], np.float64))
-        alts = ", ".join(f"{labels[k] if labels and k < len(labels) else k} {probs[k]:.3f}" for k in order)
+        row_probs = probs[p["index"]]
+        alts = ", ".join(f"{labels[k] if labels and k < len(labels) else k} {row_probs[k]:.3f}" for k in order)
         print(f"  [{p['index']}] {p['label']}  (p = {p['score']:.3f}; top: {alts})")
     return 0

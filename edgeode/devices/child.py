@@ -34,21 +34,11 @@ def _mb(nbytes: float) -> float:
     return nbytes / 2**20
 
 
-def _vmhwm_mb() -> float | None:
-    """The kernel's peak resident set of this process (``VmHWM``), Linux only."""
+def _status_mb(key: str) -> float | None:
+    """A kB field of ``/proc/self/status`` in MiB (``VmHWM``: the kernel's peak resident set; ``VmRSS``), Linux only."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def _rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
@@ -61,7 +51,7 @@ def _ru_maxrss_mb() -> float:
 
 
 def _memory() -> dict[str, Any]:
-    return {"ru_maxrss_mb": _ru_maxrss_mb(), "vmhwm_mb": _vmhwm_mb(), "rss_end_mb": _rss_mb()}
+    return {"ru_maxrss_mb": _ru_maxrss_mb(), "vmhwm_mb": _status_mb("VmHWM"), "rss_end_mb": _status_mb("VmRSS")}
 
 
 def _floor(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,7 +77,7 @@ def _floor(args: argparse.Namespace) -> dict[str, Any]:
 def _alloc(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
-    before = _rss_mb()
+    before = _status_mb("VmRSS")
     block = np.ones(int(args.mb * 2**20) // 8, dtype=np.float64)  # np.ones writes every page
     touched = float(block[:: 4096 // 8].sum())
     time.sleep(args.hold)
@@ -118,22 +108,17 @@ def _onnx_file(args: argparse.Namespace) -> dict[str, Any]:
     return {"load_s": load_s, "latencies_ms": latencies, "timed_cpu_s": time.process_time() - cpu0, **_memory()}
 
 
-def _read_rapl() -> int | None:
-    from edgeode.devices.power import read_rapl_uj
-
-    return read_rapl_uj()
-
-
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
+    from edgeode.devices.power import rapl_delta_uj, read_rapl_uj
     from edgeode.runtime import load
 
     t0 = time.perf_counter()
     model = load(args.bundle, backend=args.backend, mode=args.mode, threads=args.threads, precision=args.precision,
                  batch=args.batch_artifact)
     load_s = time.perf_counter() - t0
-    rss_after_load = _rss_mb()
+    rss_after_load = _status_mb("VmRSS")
     spec = model.manifest.input.tensor
     shape = [args.batch if d is None else d for d in spec.shape]
     shape[0] = args.batch
@@ -142,7 +127,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.warmup):
         model.predict(x)
     latencies = []
-    energy0 = _read_rapl()
+    energy0 = read_rapl_uj()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(args.runs):
         start = time.perf_counter()
@@ -150,13 +135,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         latencies.append((time.perf_counter() - start) * 1e3)
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
-    energy1 = _read_rapl()
+    energy1 = read_rapl_uj()
     describe = model.describe()
     model.close()
     rapl = None
     if energy0 is not None and energy1 is not None:
-        from edgeode.devices.power import rapl_delta_uj
-
         rapl = rapl_delta_uj(energy0, energy1)
     return {
         "load_s": load_s,

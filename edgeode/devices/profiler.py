@@ -209,7 +209,6 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
     host_cores = cpu_count()
     if threads is None:
         threads = max(1, min(profile.cpu.cores, host_cores))
-    notes: list[str] = []
     resolved_backend = _resolve_backend(manifest, backend, precision)
     bar = _progress(progress, 3)
     try:
@@ -231,13 +230,14 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
         if bar is not None:
             bar.close()
     data = _assemble(bundle, manifest, profile, scaling, floor, run, error, resolved_backend, mode, threads, runs,
-                     warmup, batch, precision, count_macs, notes)
+                     warmup, batch, precision, count_macs)
     return ProfileReport(data)
 
 
 def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scaling, floor: ChildRun,
               run: ChildRun | None, error: str | None, backend: str, mode: str, threads: int, runs: int, warmup: int,
-              batch: int, precision: str, want_macs: bool, notes: list[str]) -> dict[str, Any]:
+              batch: int, precision: str, want_macs: bool) -> dict[str, Any]:
+    notes: list[str] = []
     floor_mb = floor.peak_rss_mb
     bundle_mb = dir_size_mb(bundle)
     d: dict[str, Any] = {

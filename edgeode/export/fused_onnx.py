@@ -16,6 +16,7 @@ outer scope so that onnxruntime can treat them as constants and pre-pack the con
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -156,7 +157,7 @@ def _solver_nodes(tableau: ButcherTableau, t0: float, t1: float) -> list[onnx.No
 
 
 def _finish(nodes, inl: _Inliner, inputs, outputs, steps: int, parts: list[onnx.ModelProto], name: str) -> onnx.ModelProto:
-    steps_init = numpy_helper.from_array(__import__("numpy").array(steps, dtype="int64"), "steps")
+    steps_init = numpy_helper.from_array(np.array(steps, dtype=np.int64), "steps")
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=[*inl.initializers, steps_init])
     opsets: dict[str, int] = {}
     for part in parts:

@@ -62,6 +62,10 @@ class ParityResult:
 
 def run_onnx(path: str | Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """Run an ONNX file with onnxruntime (CPU, 1 thread) and return its first output."""
+    return _onnx_session(path).run(None, feeds)[0]
+
+
+def _onnx_session(path: str | Path):
     try:
         import onnxruntime as ort
     except ImportError:
@@ -70,8 +74,7 @@ def run_onnx(path: str | Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def _interpreter(path: str | Path):
@@ -90,7 +93,11 @@ def _interpreter(path: str | Path):
 def run_tflite(path: str | Path, feeds: dict[str, np.ndarray], batch: int, batched: Sequence[str],
                out_batch_axis: int = 0) -> np.ndarray:
     """Run a fixed-batch TFLite file with the LiteRT interpreter in chunks of ``batch`` (last one padded)."""
-    runner = _interpreter(path).get_signature_runner()
+    return _run_tflite(_interpreter(path).get_signature_runner(), feeds, batch, batched, out_batch_axis)
+
+
+def _run_tflite(runner, feeds: dict[str, np.ndarray], batch: int, batched: Sequence[str],
+                out_batch_axis: int = 0) -> np.ndarray:
     n = next(iter(feeds[name].shape[0] for name in batched)) if batched else batch
     outs = []
     for start in range(0, n, batch):
@@ -118,11 +125,13 @@ def check_parity(path: Path, bundle_path: str, fmt: str, cases: Sequence[ParityC
     scale = 1.0
     details = []
     count = 0
+    # one session / interpreter per artifact, shared by its cases
+    session = _onnx_session(path) if fmt == "onnx" else _interpreter(path).get_signature_runner()
     for i, case in enumerate(cases):
         if fmt == "onnx":
-            got = run_onnx(path, case.feeds)
+            got = session.run(None, case.feeds)[0]
         else:
-            got = run_tflite(path, case.feeds, batch or 1, case.batched, case.out_batch_axis)
+            got = _run_tflite(session, case.feeds, batch or 1, case.batched, case.out_batch_axis)
         count += case.expected.shape[case.out_batch_axis] if case.expected.ndim else 1
         if got.shape != case.expected.shape:
             raise ParityError(

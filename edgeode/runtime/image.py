@@ -159,7 +159,8 @@ def load_image(path: str | Path) -> tuple[np.ndarray, float]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image file {path} not found")
-    head = path.read_bytes()[:8]
+    with open(path, "rb") as fh:  # only the signature: the reader below reads the file itself
+        head = fh.read(8)
     if head.startswith(_PNG_SIG):
         pixels, full = read_png(path).astype(np.float32), 255.0
         if pixels.shape[2] in (2, 4):  # composite over a white background

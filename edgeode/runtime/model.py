@@ -175,6 +175,14 @@ class Model:
             raise
         if "field" in self.sessions:
             self._loop = FieldLoop(self.sessions["field"], self.tableau)
+        # per-inference feed names, resolved once here rather than on every predict()
+        self._in_name = {role: ins[0].name for role, sess in self.sessions.items() if (ins := _data_inputs(sess.artifact))}
+        self._steps_feed: np.ndarray | None = None
+        fused = self.sessions.get("fused")
+        if fused is not None and fused.input(STEPS_INPUT) is not None:
+            required = STEPS_INPUT in getattr(fused, "required_inputs", {STEPS_INPUT})
+            if required or self.steps != solver.steps:
+                self._steps_feed = np.array(self.steps, dtype=np.int64)
         fixed = {a.batch for a in roles.values() if a.batch is not None}
         if len(fixed) > 1:
             self.close()
@@ -272,17 +280,13 @@ class Model:
         return out
 
     def _fused_feeds(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        sess = self.sessions["fused"]
-        feeds = {_data_inputs(sess.artifact)[0].name: x}
-        if sess.input(STEPS_INPUT) is not None:
-            required = STEPS_INPUT in getattr(sess, "required_inputs", {STEPS_INPUT})
-            if required or self.steps != self.manifest.solver.steps:
-                feeds[STEPS_INPUT] = np.array(self.steps, dtype=np.int64)
+        feeds = {self._in_name["fused"]: x}
+        if self._steps_feed is not None:
+            feeds[STEPS_INPUT] = self._steps_feed
         return feeds
 
     def _run_single(self, role: str, x: np.ndarray) -> np.ndarray:
-        sess = self.sessions[role]
-        return sess.run({_data_inputs(sess.artifact)[0].name: x})[0]
+        return self.sessions[role].run({self._in_name[role]: x})[0]
 
     def _dt(self) -> float:
         sol = self.manifest.solver

@@ -65,6 +65,8 @@ class ModelConfig:
             raise ConfigError(f"vgg_widths must be positive integers, got {self.vgg_widths!r}")
         if not self.t1 > self.t0:
             raise ConfigError(f"t1 must be greater than t0, got t0={self.t0}, t1={self.t1}")
+        if self.arch == "rknet":
+            self.adjoint = False  # RK-Net is the ODE-Net trained by backprop through the solver
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -203,8 +205,6 @@ class SpiralODE(nn.Module):
 def build_model(cfg: ModelConfig) -> nn.Module:
     """Instantiate the model a config describes (``rknet`` is an ODE-Net with ``adjoint=False``)."""
     if cfg.arch in ("odenet", "rknet"):
-        if cfg.arch == "rknet" and cfg.adjoint:
-            cfg.adjoint = False
         return ODENet(cfg)
     if cfg.arch == "resnet":
         return ResNet(cfg)
