@@ -13,33 +13,49 @@ import sys
 from collections.abc import Sequence
 
 from edgeode import __version__
-from edgeode.errors import EdgeodeError
+from edgeode.errors import EdgeodeError, did_you_mean
 
-# Order is the order shown by --help: the user's flow, then the tools around it.
-COMMANDS = ("quickstart", "train", "export", "run", "profile", "compare", "devices", "pack")
+# The order --help lists them in: the main job, then the user's flow (train -> export -> run -> verify ->
+# profile / compare / tune -> pack), then the device profiles. A name whose module does not exist
+# yet is skipped, so a command lands by adding its module.
+COMMANDS = ("quickstart", "train", "export", "run", "verify", "profile", "compare", "tune", "pack", "devices")
 
 DESCRIPTION = """\
-Neural ODEs from training to small devices:
+Neural ODEs from training to small devices. The flow: train -> export -> run -> profile -> pack
+(`edgeode quickstart` runs the first four on the bundled digits in one command).
 
-  edgeode quickstart  train -> export -> run -> profile on the bundled digits (the main job)
-  edgeode train       train an ODE-Net (adjoint or backprop), RK-Net, ResNet, VGG or spiral model
-  edgeode export      export a trained run to an ONNX / TFLite bundle (checked against torch)
-  edgeode run         run a bundle with the torch-free runtime (onnxruntime / LiteRT)
-  edgeode profile     measure memory, latency and an energy proxy of a bundle for a device profile
-  edgeode compare     ODE-Net vs RK-Net vs ResNet vs VGG on a device profile: report and plots
-  edgeode devices     list, show and calibrate device profiles
-  edgeode pack        build a self-contained package for a device (bundle + wheels, no torch)
-
-Run `edgeode COMMAND --help` for the options of each command.
+Options mean the same in every command: -o/--out PATH (where results go), --overwrite, -q/--quiet
+(no progress), --json (JSON on stdout), -d/--device NAME (a profile from `edgeode devices`).
 """
+
+EPILOG = "Run `edgeode COMMAND --help` for the options of each command."
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with "did you mean ...?" on a mistyped choice (subcommand, backend, mode, model, ...)."""
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        if action.choices is not None and value not in action.choices:
+            choices = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}{did_you_mean(str(value), choices)}; choose from {', '.join(choices)}")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps each command's help on its own line: argparse measures the command names without the
+    indent it then prints them with, so "quickstart" would wrap."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.choices:
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(self._action_max_length, longest + self._current_indent + 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="edgeode", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog="edgeode", description=DESCRIPTION, epilog=EPILOG, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"edgeode {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"edgeode.commands.{name}")

@@ -9,7 +9,11 @@ This module imports only the standard library: the torch-free runtime uses it.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
+    "did_you_mean",
     "EdgeodeError",
     "ConfigError",
     "TableauError",
@@ -76,3 +80,40 @@ class DeviceError(EdgeodeError, ValueError):
 
 class PackError(EdgeodeError):
     """A device package could not be built."""
+
+
+def _folded(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "").replace(" ", "")
+
+
+def did_you_mean(word: object, names: Iterable[str]) -> str:
+    """A " (did you mean 'x'?)" suffix naming the known name closest to ``word``, or "" if none is close.
+
+    Names are compared case-, dash- and underscore-insensitively (``pi4b`` -> ``pi-4b``); then a word
+    that starts exactly one name is taken as its prefix (``onnx`` -> ``onnxruntime``); then the most
+    similar names by :func:`difflib.SequenceMatcher` ratio >= 0.6 (Ratcliff/Obershelp), keeping
+    only those within 0.05 of the best, so ``profle`` -> ``profile`` and ``pi4`` -> ``pi-4b``.
+    Error messages and the CLI's argument parser share it.
+    """
+    names = [n for n in names if isinstance(n, str)]
+    if not isinstance(word, str) or not word or not names:
+        return ""
+    by_fold: dict[str, str] = {}
+    for n in names:
+        by_fold.setdefault(_folded(n), n)
+    folded = _folded(word)
+    if not folded:
+        return ""
+    prefixed = [n for f, n in by_fold.items() if f.startswith(folded)]
+    if folded in by_fold:
+        close = [by_fold[folded]]
+    elif len(prefixed) == 1:
+        close = prefixed
+    else:
+        scored = sorted(((difflib.SequenceMatcher(None, folded, f).ratio(), n) for f, n in by_fold.items()),
+                        key=lambda sn: -sn[0])
+        best = scored[0][0]
+        close = [n for r, n in scored if r >= 0.6 and r >= best - 0.05][:3]
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"

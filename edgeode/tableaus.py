@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from edgeode.errors import TableauError
+from edgeode.errors import TableauError, did_you_mean
 
 __all__ = [
     "ButcherTableau",
@@ -181,6 +181,6 @@ def get_tableau(name: str | ButcherTableau) -> ButcherTableau:
         return TABLEAUS[name]
     except (KeyError, TypeError):
         raise TableauError(
-            f"unknown solver {name!r}; choose one of: {', '.join(TABLEAUS)} "
+            f"unknown solver {name!r}{did_you_mean(name, TABLEAUS)}; choose one of: {', '.join(TABLEAUS)} "
             "(torchdiffeq's 'rk4' is our 'rk4_38')"
         ) from None

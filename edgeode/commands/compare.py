@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from edgeode.commands.options import add_device, add_json, add_out, add_quiet
 
 HELP = """\
 Train ODE-Net (adjoint), RK-Net (backprop through the solver), ResNet and VGG on the same data,
@@ -21,9 +24,9 @@ Default run: a few minutes on 2 cores (plus ~1-2 min to export and measure the I
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("compare", help="ODE-Net vs RK-Net vs ResNet vs VGG on a device: report and plots",
                               description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", "-d", default="pi-zero-2w", help="device profile (default pi-zero-2w; see `edgeode devices`)")
-    p.add_argument("-o", "--output", dest="out_dir", default="compare-report", metavar="REPORT_DIR",
-                   help="report directory (default ./compare-report); built beside it and renamed into place "
+    add_device(p, default="pi-zero-2w")
+    add_out(p, default="compare-report", metavar="REPORT_DIR",
+            help="report directory (default ./compare-report); built beside it and renamed into place "
                         "when complete, replacing an earlier report there (a non-empty directory without "
                         "report.json is refused)")
     p.add_argument("--data", default="digits", choices=("digits", "mnist"),
@@ -41,6 +44,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--imagenet-estimate", dest="imagenet_measure", action="store_false",
                    help="estimate ImageNet peak memory instead of measuring it")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_json(p, "the report (report.json)")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
@@ -48,12 +53,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from edgeode.compare import CompareConfig, run_compare
 
-    cfg = CompareConfig(device=args.device, out_dir=args.out_dir, data=args.data, data_path=args.data_path,
+    cfg = CompareConfig(device=args.device, out_dir=args.out, data=args.data, data_path=args.data_path,
                         epochs=args.epochs, quick=args.quick, width=args.width, steps=args.steps, runs=args.runs,
                         imagenet=not args.no_imagenet, imagenet_measure=args.imagenet_measure, seed=args.seed,
-                        progress=True)
+                        progress=not args.quiet)
     report = run_compare(cfg)
-    out = args.out_dir
+    out = args.out
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
     print(f"wrote {out}/report.md, {out}/report.json and plots: "
           + ", ".join(v for k, v in report["files"].items() if v.endswith(".png")), file=sys.stderr)
     for r in report["mnist_scale"]:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from edgeode.commands.options import add_json, add_out, device_name
+
 HELP = """\
 List the device profiles (CPU, RAM, storage, power, runtimes; every figure with its source),
 show one, or measure this machine as a profile.
@@ -24,28 +26,28 @@ RAM variants are NAME:VARIANT (e.g. pi-4b:8gb). User profiles live in $EDGEODE_D
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("devices", help="list, show and calibrate device profiles", description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "the table")
     sub = p.add_subparsers(dest="devices_command", metavar="{show,calibrate}")
     show = sub.add_parser("show", help="show one device profile",
                           description="Show one device profile: CPU, RAM (and RAM variants), storage, power model, "
                                       "runtimes, Python wheel platforms, OS notes, and the source of every figure.")
-    show.add_argument("name", help="device name, e.g. pi-4b or pi-4b:8gb")
-    show.add_argument("--json", action="store_true", dest="show_json", help="print JSON")
+    show.add_argument("name", type=device_name, help="device name, e.g. pi-4b or pi-4b:8gb")
+    add_json(show, "the profile", dest="show_json")
     cal = sub.add_parser(
         "calibrate", help="measure this machine (cores, clock, RAM, SGEMM GFLOP/s, RAPL power)",
         description="Measure the machine edgeode runs on (CPU cores and clock, RAM, single-thread SGEMM GFLOP/s, "
                     "RAPL power where readable) and print it as a device profile. Run it on the device itself: "
                     "`edgeode profile --device NAME` then reports measured figures instead of estimates. "
-                    "Without --save or --output the profile is only printed.")
+                    "Without --save or -o/--out the profile is only printed.")
     cal.add_argument("--save", metavar="NAME",
                      help="save the profile as NAME.json in the user profile directory ($EDGEODE_DEVICES_DIR or "
                           "~/.config/edgeode/devices); NAME: letters, digits and '-'")
-    cal.add_argument("--output", "-o", metavar="FILE",
-                     help="write the profile to FILE instead; FILE must end in .json and its stem is the profile name")
-    cal.add_argument("--like", metavar="DEVICE",
+    add_out(cal, metavar="FILE",
+            help="write the profile to FILE instead; FILE must end in .json and its stem is the profile name")
+    cal.add_argument("--like", metavar="DEVICE", type=device_name,
                      help="shipped profile of this board: its power figures are used when RAPL is not readable")
     cal.add_argument("--seconds", type=float, default=2.0, help="seconds per RAPL power measurement (default 2)")
-    cal.add_argument("--json", action="store_true", dest="show_json", help="print the profile as JSON")
+    add_json(cal, "the profile", dest="show_json")
     p.set_defaults(func=run)
     return p
 
@@ -104,19 +106,19 @@ def run(args) -> int:
         from edgeode.errors import ConfigError
 
         # check what can be checked before the measurement, not after it
-        if args.output and Path(args.output).suffix != ".json":
-            raise ConfigError(f"--output {args.output}: the profile file must end in .json (its stem is the profile "
-                              f"name), e.g. --output {Path(args.output).with_suffix('.json')}")
+        if args.out and Path(args.out).suffix != ".json":
+            raise ConfigError(f"--out {args.out}: the profile file must end in .json (its stem is the profile "
+                              f"name), e.g. --out {Path(args.out).with_suffix('.json')}")
         if not args.seconds > 0:
             raise ConfigError(f"--seconds must be a positive number of seconds per power measurement, got {args.seconds}")
         if args.like:
             load_profile(args.like)
-        name = args.save or (args.output and Path(args.output).stem) or "this-device"
+        name = args.save or (args.out and Path(args.out).stem) or "this-device"
         print("measuring this machine (SGEMM, RAM, clock, RAPL power if readable)...", file=sys.stderr)
         p = calibrate(name, like=args.like, seconds=args.seconds)
         print(json.dumps(p.to_dict(), indent=2) if args.show_json or args.json else _show(p))
-        if args.save or args.output:
-            path = save_profile(p, args.output)
+        if args.save or args.out:
+            path = save_profile(p, args.out)
             from edgeode.devices.profiles import user_dir
 
             if path.absolute().parent == user_dir().absolute():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgeode.commands.options import add_json, add_out, add_overwrite, add_quiet
+
 FORMATS = ("onnx", "tflite")
 QUANTIZATIONS = ("int8-dynamic", "int8-weight", "float16")
 
@@ -37,7 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `edgeode train -o RUN_DIR`")
-    p.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle directory to create")
+    add_out(p, required=True, metavar="BUNDLE", help="bundle directory to create")
     p.add_argument("--formats", type=_csv(FORMATS, "format"), default=FORMATS, metavar="onnx,tflite",
                    help="comma-separated formats to export (default: onnx,tflite)")
     p.add_argument("--tflite-batch", type=int, default=1, metavar="N",
@@ -49,9 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="max abs difference from torch for float32 files, relative to max(1, |torch output|) "
                         "(default: 1e-3; quantized files get proportionally looser bounds: float16 2e-2, int8-weight 0.1, "
                         "int8-dynamic 0.25)")
-    p.add_argument("--overwrite", action="store_true", help="replace BUNDLE if it exists (only after the new one is complete)")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite(p, "BUNDLE")
+    add_json(p, "the manifest")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
@@ -59,14 +61,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from edgeode.export import export_run
 
-    manifest = export_run(args.run_dir, args.output, formats=tuple(args.formats), tflite_batch=args.tflite_batch,
+    manifest = export_run(args.run_dir, args.out, formats=tuple(args.formats), tflite_batch=args.tflite_batch,
                           quantize=tuple(args.quantize), tolerance=args.tolerance, progress=not args.quiet,
                           overwrite=args.overwrite)
     if args.json:
         print(manifest.to_json(), end="")
         return 0
     seconds = manifest.model.get("export", {}).get("seconds", {})
-    print(f"bundle {args.output}: {manifest.kind} {manifest.model['arch']}, {len(manifest.artifacts)} files")
+    print(f"bundle {args.out}: {manifest.kind} {manifest.model['arch']}, {len(manifest.artifacts)} files")
     for art in manifest.artifacts:
         batch = "dynamic" if art.batch is None else str(art.batch)
         print(f"  {art.path:<34} {art.role:<8} {art.precision:<12} batch {batch:<7} {art.size / 1024:8.1f} KiB  "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from edgeode.commands.options import add_device, add_out, add_overwrite, add_quiet
+
 DESCRIPTION = """\
 Build a directory (and optionally a .tar.gz) that you copy to a device and run there, with nothing
 downloaded on the device and no torch:
@@ -32,8 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `edgeode export`")
-    p.add_argument("--device", required=True, metavar="NAME", help="device profile (see `edgeode devices`), e.g. pi-4b")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="package directory to create")
+    add_device(p, required=True)
+    add_out(p, required=True, metavar="DIR", help="package directory to create")
     p.add_argument("--backends", default=None, metavar="B1,B2",
                    help="runtimes to ship, from onnxruntime, litert, tflite-runtime (default: onnxruntime and litert "
                         "where the device and the bundle's formats allow; Android always uses LiteRT)")
@@ -45,8 +47,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--edgeode-wheel", default=None, metavar="WHEEL",
                    help="ship this pure edgeode wheel instead of building one from the source tree")
     p.add_argument("--tar", action="store_true", help="also write DIR.tar.gz beside DIR")
-    p.add_argument("--force", action="store_true", help="replace DIR if it exists (only after the new package is complete)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite(p, "DIR")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
@@ -56,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     result = pack(
-        args.bundle, args.device, args.output, backends=backends, python=args.python, pins=args.pin,
-        edgeode_wheel=args.edgeode_wheel, tar=args.tar, force=args.force, progress=not args.quiet,
+        args.bundle, args.device, args.out, backends=backends, python=args.python, pins=args.pin,
+        edgeode_wheel=args.edgeode_wheel, tar=args.tar, force=args.overwrite, progress=not args.quiet,
     )
     size_mb = result.size_bytes / 1e6
     if result.kind == "android":

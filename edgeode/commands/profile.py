@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgeode.commands.options import add_device, add_json, add_quiet
+
 HELP = """\
 Run a bundle with the torch-free runtime in a child process and report, for a device profile:
 bundle size, load time, peak resident memory (runtime floor + what the model adds), latency
@@ -23,7 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("profile", help="measure a bundle for a device profile", description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (from `edgeode export`)")
-    p.add_argument("--device", "-d", required=True, help="device profile name (see `edgeode devices`), e.g. pi-4b")
+    add_device(p, required=True)
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "litert", "tflite-runtime"),
                    help="inference backend (default auto: onnxruntime if the bundle has ONNX)")
     p.add_argument("--mode", default="fused", choices=("fused", "loop"),
@@ -36,7 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="batch size of each inference (default 1)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before the measured process is killed (default 300)")
     p.add_argument("--no-macs", action="store_true", help="skip counting MACs (counting them reads the ONNX graph with the onnx package)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (keys carry units: _mb, _ms, _mj)")
+    add_json(p, "one object (keys carry units: _mb, _ms, _mj)")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
@@ -90,7 +93,7 @@ def run(args) -> int:
 
     report = profile_bundle(args.bundle, args.device, backend=args.backend, mode=args.mode, threads=args.threads,
                             runs=args.runs, warmup=args.warmup, batch=args.batch, precision=args.precision,
-                            timeout=args.timeout, count_macs=not args.no_macs, progress=not args.json)
+                            timeout=args.timeout, count_macs=not args.no_macs, progress=not args.quiet)
     d = report.to_dict()
     print(json.dumps(d, indent=2) if args.json else render(d))
     return 0

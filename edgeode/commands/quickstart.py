@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from edgeode.commands import train as train_cmd
+from edgeode.commands.options import add_device, add_json, add_out, add_overwrite, add_quiet
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -26,14 +29,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Writes OUT/run (the training run), OUT/bundle and OUT/summary.json."
         ),
     )
-    p.add_argument("-o", "--output", default="edgeode-quickstart", metavar="OUT",
-                   help="directory for the run, the bundle and summary.json (default: ./edgeode-quickstart)")
-    p.add_argument("--model", default="odenet", help="model to train (as in `edgeode train`); default odenet")
+    add_out(p, default="edgeode-quickstart", metavar="OUT",
+            help="directory for the run, the bundle and summary.json (default: ./edgeode-quickstart)")
+    p.add_argument("--model", default="odenet", metavar="|".join(train_cmd.MODELS),
+                   help="model to train (as in `edgeode train`); default odenet")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the data set's default)")
-    p.add_argument("--device", default="pi-4b", help="device profile to profile for; default pi-4b")
+    add_device(p, default="pi-4b", help="device profile to profile for")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data split and data order; default 0")
     p.add_argument("--no-profile", action="store_true", help="skip the profiling step")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT/run and OUT/bundle if they exist")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_overwrite(p, "OUT/run and OUT/bundle")
+    add_json(p, "the summary (summary.json)")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
@@ -62,21 +68,20 @@ def _runtime_accuracy(bundle: Path, x, y) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     from edgeode.cli import build_parser
-    from edgeode.commands import train as train_cmd
     from edgeode.errors import ConfigError
     from edgeode.export import export_run
     from edgeode.fsutil import atomic_write_json
     from edgeode.train.data import load_dataset
     from edgeode.train.trainer import train
 
-    out = Path(args.output)
+    out = Path(args.out)
     run_dir, bundle_dir = out / "run", out / "bundle"
     if not args.overwrite and any(p.exists() and any(p.iterdir()) for p in (run_dir, bundle_dir) if p.is_dir()):
         raise ConfigError(f"{out} already holds a quickstart; pass --overwrite to replace it or choose another -o OUT")
     out.mkdir(parents=True, exist_ok=True)
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    train_argv = ["train", "-o", str(run_dir), "--model", args.model]
+    train_argv = ["train", "-o", str(run_dir), "--model", args.model, "--seed", str(args.seed)]
     if args.epochs is not None:
         train_argv += ["--epochs", str(args.epochs)]
     if args.overwrite:

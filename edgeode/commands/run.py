@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from edgeode.commands.options import add_json, add_quiet
+from edgeode.tableaus import tableau_names
+
 HELP = "run a bundle with the torch-free runtime (onnxruntime / LiteRT)"
 IMAGE_SUFFIXES = (".png", ".pgm")
 
@@ -36,14 +39,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: backend's own)")
     parser.add_argument("--steps", type=int, default=None,
                         help="solver steps over [t0, t1] (default: the bundle's; fused TFLite cannot change them)")
-    parser.add_argument("--solver", default=None, help="Butcher tableau for loop mode: euler, midpoint, heun, rk4, "
-                        "rk4_38 (default: the bundle's)")
+    parser.add_argument("--solver", default=None, metavar="|".join(tableau_names()),
+                        help="Butcher tableau for loop mode (default: the bundle's)")
     parser.add_argument("--precision", default="float32",
                         choices=("float32", "float16", "int8-dynamic", "int8-weight"),
                         help="which artifacts of the bundle to run (default: float32)")
     parser.add_argument("--top", type=int, default=3, help="classes shown per sample in text output (default: 3)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object: predictions, backend, mode, latency_ms, ...")
+    add_json(parser, "one object (predictions, backend, mode, latency_ms, ...)")
+    add_quiet(parser)
     parser.set_defaults(func=run)
     return parser
 

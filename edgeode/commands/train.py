@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edgeode.commands.options import add_out, add_overwrite, add_quiet
+from edgeode.errors import did_you_mean
 from edgeode.tableaus import tableau_names
 
 MODELS = ("odenet", "rknet", "resnet", "vgg", "spiral")
@@ -53,9 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_defaults_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory to create")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace RUN_DIR if it exists and is not empty (only after the new run succeeded)")
+    add_out(p, required=True, metavar="RUN_DIR", help="run directory to create")
+    add_overwrite(p, "RUN_DIR")
     p.add_argument("--model", default="odenet", metavar="|".join(MODELS),
                    help="odenet (ODE-Net, adjoint), rknet (same net, backprop through the solver), resnet, vgg, "
                         "or spiral (dynamics); default odenet")
@@ -89,7 +90,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "1 for models under 100k parameters, where threads only add overhead)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
                    help="train on only the first N training examples (smoke tests); the test split is unchanged")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
@@ -102,10 +103,10 @@ def build_config(args: argparse.Namespace):
     from edgeode.train.models import ModelConfig
 
     if args.model not in MODELS:
-        raise ConfigError(f"unknown --model {args.model!r}; choose one of: {', '.join(MODELS)}")
+        raise ConfigError(f"unknown --model {args.model!r}{did_you_mean(args.model, MODELS)}; choose one of: {', '.join(MODELS)}")
     data = args.data or ("spiral" if args.model == "spiral" else "digits")
     if data not in DATA:
-        raise ConfigError(f"unknown --data {data!r}; choose one of: {', '.join(DATA)}")
+        raise ConfigError(f"unknown --data {data!r}{did_you_mean(data, DATA)}; choose one of: {', '.join(DATA)}")
     if args.data_path and data != "mnist":
         raise ConfigError(f"--data-path is read only with --data mnist, but the data set is {data!r} (it ships or is "
                           "generated); drop --data-path, or pass --data mnist to train on the IDX files there")
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeode.train.trainer import train
 
     config = build_config(args)
-    result = train(config, args.output, progress=not args.quiet, overwrite=args.overwrite)
+    result = train(config, args.out, progress=not args.quiet, overwrite=args.overwrite)
     if result.run_dir is not None:
         summary = {k: v for k, v in result.metrics.items()
                    if k in ("test_accuracy", "test_loss", "train_time_s", "parameters")}

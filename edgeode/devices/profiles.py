@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeode.errors import DeviceError
+from edgeode.errors import DeviceError, did_you_mean
 
 __all__ = [
     "DEVICE_CLASSES",
@@ -282,7 +282,7 @@ def load_profile(name: str) -> DeviceProfile:
     base, _, variant = name.partition(":")
     files = _files()
     if base not in files:
-        raise DeviceError(f"unknown device {name!r}; known devices: {', '.join(sorted(files))} (see `edgeode devices`)")
+        raise DeviceError(f"unknown device {name!r}{did_you_mean(base, files)}; known devices: {', '.join(sorted(files))} (see `edgeode devices`)")
     profile = read_profile_file(files[base])
     return profile.variant(variant) if variant else profile
 

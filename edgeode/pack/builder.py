@@ -144,7 +144,7 @@ def _edgeode_version() -> str:
 def _staging(out_dir: Path, force: bool) -> Iterator[Path]:
     """A temporary directory beside ``out_dir`` that becomes ``out_dir`` only if the block succeeds."""
     if out_dir.exists() and not force and not (out_dir.is_dir() and not any(out_dir.iterdir())):
-        raise ConfigError(f"output directory {out_dir} already exists; choose another -o or pass --force to replace it")
+        raise ConfigError(f"output directory {out_dir} already exists; choose another -o or pass --overwrite to replace it")
     try:
         tmp = make_staging_dir(out_dir)
     except OSError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeode.errors import BackendError, BundleError, ConfigError, ShapeError
+from edgeode.errors import BackendError, BundleError, ConfigError, ShapeError, did_you_mean
 from edgeode.runtime.manifest import Artifact, TensorSpec
 
 __all__ = [
@@ -68,7 +68,7 @@ def check_backend(name: str, precision: str = "float32") -> Any:
     Refuses tflite-runtime under numpy >= 2 and for ``int8-dynamic`` artifacts (see module docstring).
     """
     if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend {name!r}{did_you_mean(name, ('auto', *BACKENDS))}; choose one of: auto, {', '.join(BACKENDS)}")
     if name == "tflite-runtime":
         if precision == "int8-dynamic":
             raise BackendError(

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeode.errors import BackendError, ConfigError, ShapeError, SolverError
+from edgeode.errors import BackendError, ConfigError, ShapeError, SolverError, did_you_mean
 from edgeode.runtime.backends import BACKEND_FORMAT, BACKENDS, Session, check_backend, open_session
 from edgeode.runtime.bundle import Bundle, read_bundle
 from edgeode.runtime.loop import FieldLoop, interval_steps
@@ -52,7 +52,7 @@ def _pick_backend(bundle: Bundle, backend: str, precision: str) -> str:
         )
     if backend != "auto":
         if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
+            raise ConfigError(f"unknown backend {backend!r}{did_you_mean(backend, ('auto', *BACKENDS))}; choose one of: auto, {', '.join(BACKENDS)}")
         if BACKEND_FORMAT[backend] not in formats:
             raise ConfigError(
                 f"backend {backend!r} runs {BACKEND_FORMAT[backend]} files but the bundle has only {sorted(formats)} "

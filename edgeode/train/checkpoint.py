@@ -169,17 +169,17 @@ def prepare_run_dir(run_dir: str | Path, overwrite: bool = False) -> Path:
     """
     run_dir = Path(run_dir).expanduser()
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--output {run_dir} is a file; give a directory path for the run")
+        raise ConfigError(f"-o/--out {run_dir} is a file; give a directory path for the run")
     if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
         raise ConfigError(
-            f"--output {run_dir} exists and is not empty; choose a new directory or pass --overwrite "
+            f"-o/--out {run_dir} exists and is not empty; choose a new directory or pass --overwrite "
             "(the old run is replaced only after the new one succeeded)"
         )
     try:
         return make_staging_dir(run_dir)
     except OSError as exc:
         raise ConfigError(
-            f"--output {run_dir}: cannot create the run directory in {run_dir.absolute().parent} "
+            f"-o/--out {run_dir}: cannot create the run directory in {run_dir.absolute().parent} "
             f"({exc.strerror or exc}); choose a writable location"
         ) from None
 
@@ -189,7 +189,7 @@ def commit_run_dir(tmp_dir: str | Path, run_dir: str | Path, overwrite: bool = F
     tmp_dir, run_dir = Path(tmp_dir), Path(run_dir).expanduser()
     if run_dir.exists() and not (run_dir.is_dir() and (overwrite or not any(run_dir.iterdir()))):
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise ConfigError(f"--output {run_dir} appeared while training; pass --overwrite or choose a new directory")
+        raise ConfigError(f"-o/--out {run_dir} appeared while training; pass --overwrite or choose a new directory")
     return commit_dir(tmp_dir, run_dir)
 
 

@@ -1,0 +1,129 @@
+"""The one CLI dialect: same flag names everywhere, old spellings noted, "did you mean" on typos."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeode.cli import COMMANDS, build_parser, main
+from edgeode.errors import did_you_mean
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: short flag -> the one long name it must belong to, in every command
+SHORT = {"-o": "--out", "-q": "--quiet", "-d": "--device"}
+#: old spellings: still accepted, never shown in --help
+DEPRECATED = ("--output", "--force")
+
+
+def edgeode(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeode", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)command parser by its prog name, e.g. 'edgeode devices calibrate'."""
+    out: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        out[p.prog] = p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(build_parser())
+    return out
+
+
+def test_every_command_speaks_one_dialect():
+    parsers = _parsers()
+    assert len(parsers) > len(COMMANDS) // 2
+    for prog, p in parsers.items():
+        for action in p._actions:
+            opts = set(action.option_strings)
+            for short, long in SHORT.items():
+                if short in opts:
+                    assert long in opts, f"{prog}: {short} is not {long}"
+            if opts & set(DEPRECATED):
+                assert action.help == argparse.SUPPRESS, f"{prog}: {opts} shown in --help"
+                assert len(opts) == 1
+            if "--out" in opts:
+                assert action.dest == "out"
+            if "--json" in opts:
+                assert action.nargs == 0
+
+
+@pytest.mark.parametrize("word,names,expected", [
+    ("profle", COMMANDS, "profile"),
+    ("pi4", ["pi-4b", "pi-5", "pi-zero-2w", "pi-3b-plus"], "pi-4b"),
+    ("PI_4B", ["pi-4b", "pi-5"], "pi-4b"),
+    ("onnx", ["auto", "onnxruntime", "litert", "tflite-runtime"], "onnxruntime"),
+    ("rk5", ["euler", "midpoint", "heun", "rk4", "rk4_38"], "rk4"),
+    ("odnet", ["odenet", "rknet", "resnet", "vgg", "spiral"], "odenet"),
+])
+def test_did_you_mean(word, names, expected):
+    assert did_you_mean(word, names) == f" (did you mean {expected!r}?)"
+
+
+def test_did_you_mean_stays_quiet_when_nothing_is_close():
+    assert did_you_mean("zzzz", ["pi-4b", "pi-5"]) == ""
+    assert did_you_mean("", ["pi-4b"]) == ""
+
+
+def test_misspelt_subcommand_suggests_the_command():
+    proc = edgeode("profle")
+    assert proc.returncode != 0
+    assert "did you mean 'profile'?" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_misspelt_device_suggests_the_profile(tmp_path):
+    # the device is checked while parsing, before the bundle is looked at
+    proc = edgeode("profile", str(tmp_path / "no-bundle"), "--device", "pi4")
+    assert proc.returncode != 0
+    assert "did you mean 'pi-4b'?" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_names_in_library_errors_suggest():
+    from edgeode.devices.profiles import load_profile
+    from edgeode.errors import DeviceError, TableauError
+    from edgeode.tableaus import get_tableau
+
+    with pytest.raises(DeviceError, match=r"did you mean 'pi-zero-2w'\?"):
+        load_profile("pi-zero2w")
+    with pytest.raises(TableauError, match=r"did you mean 'midpoint'\?"):
+        get_tableau("midpiont")
+
+
+def test_top_level_help_lists_each_command_once_in_flow_order(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("    ") and line.split()[0] in COMMANDS]
+    assert len(listed) == len(set(listed)) >= 8
+    assert listed == [c for c in COMMANDS if c in listed]
+    assert listed.index("train") < listed.index("export") < listed.index("run") < listed.index("profile") \
+        < listed.index("pack")
+
+
+def test_old_spelling_still_works_with_a_note(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["pack", "b", "--device", "pi-4b", "--output", "dir", "--force"])
+    assert (args.out, args.overwrite) == ("dir", True)
+    err = capsys.readouterr().err
+    assert "--output is deprecated; use -o/--out" in err and "--force is deprecated; use --overwrite" in err
+    args = parser.parse_args(["pack", "b", "-d", "pi-4b", "-o", "dir"])
+    assert (args.out, args.overwrite) == ("dir", False)
+    assert capsys.readouterr().err == ""
+
+
+def test_required_out_is_still_required():
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["export", "run-dir"])
+    assert info.value.code == 2
