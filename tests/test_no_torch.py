@@ -78,8 +78,9 @@ def test_runtime_runs_without_torch(bundles, tmp_path):
 
 def test_importing_runtime_pulls_no_heavy_modules():
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys, edgeode.runtime, edgeode.commands.run; "
+        [sys.executable, "-c", "import sys, edgeode.runtime, edgeode.commands.run, edgeode.firmware.host, edgeode.firmware.qemu, "
+         "edgeode.firmware.field_c; "
          "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime', 'ai_edge_litert', 'onnx')))"],
         capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]", "edgeode.runtime must import backends lazily"
+    assert proc.stdout.strip() == "[]", "edgeode.runtime and edgeode.firmware must import backends lazily"
