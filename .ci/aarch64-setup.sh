@@ -15,16 +15,7 @@ STAMP="$SYSROOT/.edgeode-sysroot-ok"
 need_pkgs=()
 command -v qemu-aarch64-static >/dev/null 2>&1 || need_pkgs+=(qemu-user-static)
 command -v mmdebstrap >/dev/null 2>&1 || need_pkgs+=(mmdebstrap)
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "aarch64-setup: need root to apt-get install ${need_pkgs[*]}" >&2
-        exit 1
-    fi
-    echo "aarch64-setup: installing ${need_pkgs[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+bash "$(dirname "$0")/apt-install.sh" aarch64-setup "${need_pkgs[@]}"
 
 if [ ! -f "$STAMP" ]; then
     # The Debian mirror apt is configured with (deb822 or one-line format), else the default one.

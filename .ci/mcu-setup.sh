@@ -18,14 +18,5 @@ if command -v arm-none-eabi-gcc >/dev/null 2>&1; then
 else
     need_pkgs+=(libnewlib-arm-none-eabi)
 fi
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "mcu-setup: need root to apt-get install ${need_pkgs[*]}" >&2
-        exit 1
-    fi
-    echo "mcu-setup: installing ${need_pkgs[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+bash "$(dirname "$0")/apt-install.sh" mcu-setup "${need_pkgs[@]}"
 echo "mcu-setup: ok, $(arm-none-eabi-gcc -dumpversion) and $(qemu-system-arm --version | head -n1)"
