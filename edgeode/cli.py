@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -74,7 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows here, not as "Exception ignored" at exit
+        return code
+    except BrokenPipeError:
+        # `edgeode run ... | head`: the reader has gone; stop quietly, as a C tool killed by SIGPIPE would.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except EdgeodeError as exc:
         print(f"edgeode {args.command}: error: {exc}", file=sys.stderr)
         return 2

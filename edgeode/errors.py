@@ -27,6 +27,7 @@ __all__ = [
     "SolverError",
     "DeviceError",
     "PackError",
+    "InputWarning",
 ]
 
 
@@ -82,6 +83,10 @@ class PackError(EdgeodeError):
     """A device package could not be built."""
 
 
+class InputWarning(UserWarning):
+    """An input is accepted but looks wrong for the model (e.g. an image drawn inverted); the message says the fix."""
+
+
 def _folded(name: str) -> str:
     return name.lower().replace("-", "").replace("_", "").replace(" ", "")
 
@@ -117,3 +122,4 @@ def did_you_mean(word: object, names: Iterable[str]) -> str:
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+

@@ -10,6 +10,7 @@ Standard library only: the torch-free runtime and device side use it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,7 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["umask", "atomic_write_text", "atomic_write_json", "make_staging_dir", "commit_dir"]
+__all__ = ["is_file", "umask", "atomic_write_text", "atomic_write_json", "make_staging_dir", "commit_dir"]
+
+
+def is_file(path: str | Path) -> bool:
+    """Whether ``path`` is a regular file; ``False`` also for a path the OS cannot look up (a NUL byte, a too-long name)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def umask() -> int:
@@ -56,6 +65,8 @@ def make_staging_dir(out_dir: str | Path) -> Path:
     Creates the parent directories if needed. Raises ``OSError`` when the parent cannot be written;
     callers turn that into a :class:`~edgeode.errors.ConfigError` that names their option.
     """
+    if "\0" in str(out_dir):
+        raise OSError(errno.EINVAL, "the path contains a NUL byte", str(out_dir).replace("\0", "\\0"))
     out_dir = Path(out_dir).expanduser()
     parent = out_dir.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def test_pi_package_has_bundle_aarch64_wheels_readme(pi_package, bundle):
     assert wheels and all(w.endswith(".whl") for w in wheels)
     parsed = [parse_wheel_name(w) for w in wheels]
     names = {w.name for w in parsed}
-    assert {"numpy", "psutil", "onnxruntime", "ai-edge-litert", "ml-dtypes", "edgeode"} <= names
+    assert {"numpy", "psutil", "pillow", "onnxruntime", "ai-edge-litert", "ml-dtypes", "edgeode"} <= names
     assert not any(n.startswith(("torch", "nvidia")) for n in names), names
     for w in parsed:  # every binary wheel is for aarch64, nothing for x86
         assert w.pure or any(t in ARCH_TAGS for t in w.platform_tags), w.filename
@@ -185,7 +185,7 @@ def test_bad_options_are_named(tmp_path):
 
 
 def test_requirements_and_pins():
-    assert requirements_for(["onnxruntime"]) == ["numpy>=1.23", "psutil>=5.9", "onnxruntime>=1.17"]
+    assert requirements_for(["onnxruntime"]) == ["numpy>=1.23", "psutil>=5.9", "pillow>=9.1", "onnxruntime>=1.17"]
     reqs = requirements_for(["litert", "tflite-runtime"], pins=["numpy==1.26.4"])
     assert reqs.count("numpy==1.26.4") == 1 and not any(r.startswith("numpy>") or r == "numpy<2" for r in reqs)
     assert "ai-edge-litert>=1.2" in reqs and "tflite-runtime>=2.13" in reqs

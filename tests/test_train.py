@@ -76,6 +76,9 @@ def test_save_run_is_atomic_and_refuses_to_clobber(tmp_path: Path) -> None:
     (tmp_path / "run" / "weights.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_run(tmp_path / "run")
+    torch.save(run.model, tmp_path / "run" / "weights.pt")  # the whole module, pickled, not a state dict
+    with pytest.raises(CheckpointError, match=r"contains pickled Python objects.*weights_only=True.*state_dict\(\)"):
+        load_run(tmp_path / "run")
     (tmp_path / "run" / "config.json").unlink()
     with pytest.raises(CheckpointError, match="config.json"):
         load_run(tmp_path / "run")

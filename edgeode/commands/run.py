@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from edgeode.commands.options import add_json, add_quiet
@@ -63,42 +64,50 @@ def _read_input(path: Path, model):
     import numpy as np
 
     from edgeode.errors import DataError, ShapeError
+    from edgeode.fsutil import is_file
     from edgeode.runtime import preprocess_image
+    from edgeode.runtime.npy import read_npy
 
-    if not path.is_file():
-        raise DataError(f"input file {path} not found")
+    if not is_file(path):
+        raise DataError(f"input file {str(path)!r} not found (or not a regular file)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return preprocess_image(path, model.manifest)
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: unknown input type; pass a .npy array or a .png / .pgm image")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(
-            f"{path} is not a readable .npy file ({exc}); write it with numpy.save(path, array) "
-            "from a numeric array (object arrays are not loaded)"
-        ) from None
+    x = read_npy(path)
     rank = len(model.manifest.input.tensor.shape)
     if x.ndim == rank - 1:
         x = x[None]
-    if x.dtype.kind in "iu":
+    if x.dtype.kind in "iub":
         raise ShapeError(
             f"{path} holds {x.dtype} values; the model takes preprocessed float32 input. Preprocess first "
             "(x = (raw * scale - mean) / std from the manifest) or pass the image file itself"
         )
+    if x.dtype.kind != "f":
+        raise ShapeError(f"{path} holds {x.dtype} values; the model takes float32 input: save x.astype(np.float32)")
+    if not np.isfinite(x).all():
+        raise DataError(f"{path} holds NaN or Inf values; the model needs finite inputs: check how the file was made")
     return x
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from edgeode.errors import InputWarning
     from edgeode.runtime import load
 
     mode = args.mode or ("loop" if args.solver else "fused")
     model = load(args.bundle, backend=args.backend, mode=mode, threads=args.threads, precision=args.precision,
                  steps=args.steps, tableau=args.solver)
     try:
-        x = _read_input(Path(args.input), model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputWarning)
+            x = _read_input(Path(args.input), model)
+        for w in caught:
+            if issubclass(w.category, InputWarning):
+                print(f"edgeode run: hint: {w.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         start = time.perf_counter()
         out = model.predict(x)
         latency_ms = (time.perf_counter() - start) * 1000.0

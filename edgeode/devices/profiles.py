@@ -14,7 +14,6 @@ Standard library only: the torch-free device side imports this module.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeode.errors import DeviceError, did_you_mean
+from edgeode.jsonfile import read_json
 
 __all__ = [
     "DEVICE_CLASSES",
@@ -251,12 +251,7 @@ def parse_profile(data: Any, file: str = "<profile>") -> DeviceProfile:
 def read_profile_file(path: str | Path) -> DeviceProfile:
     """Read and validate one profile file; the profile's ``name`` must match the file name."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DeviceError(f"device profile {path}: cannot read ({exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeviceError(f"device profile {path}: not valid JSON ({exc}); fix or delete the file") from None
+    data = read_json(path, DeviceError, "fix or delete the device profile file")
     profile = parse_profile(data, str(path))
     if profile.name != path.stem:
         raise DeviceError(f"device profile {path}: field name {profile.name!r} must match the file name {path.stem!r}")

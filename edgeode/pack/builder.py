@@ -45,7 +45,7 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
     # Legacy: the last release (2.14, 2023) is built against numpy 1.x.
     "tflite-runtime": ("tflite", ("tflite-runtime>=2.13", "numpy<2")),
 }
-BASE_REQUIREMENTS = ("numpy>=1.23", "psutil>=5.9")
+BASE_REQUIREMENTS = ("numpy>=1.23", "psutil>=5.9", "pillow>=9.1")  # as in pyproject's runtime extras
 # Raspberry Pi OS 64-bit (Bookworm, Debian 12) ships CPython 3.11; profiles do not record a version.
 DEFAULT_PYTHON = "3.11"
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeode.errors import BundleError
+from edgeode.jsonfile import read_json
 from edgeode.tableaus import ButcherTableau
 
 __all__ = [
@@ -397,11 +398,7 @@ class Manifest:
             raise BundleError(
                 f"{path} not found: {bundle_dir} is not a bundle directory (make one with `edgeode export RUN_DIR -o BUNDLE`)"
             )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{path} is not valid JSON ({exc}); the file is truncated or corrupt: re-export the bundle") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, BundleError, "re-export the bundle (`edgeode export RUN_DIR -o BUNDLE`)"))
 
     def find(self, role: str, format: str, precision: str = "float32") -> Artifact | None:
         """The artifact with this role, format and precision, if the bundle has one."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -221,6 +222,29 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"cannot read {path} ({exc}); the run is corrupt: train it again") from None
 
 
+def _load_weights(weights: Path) -> dict:
+    """``torch.load(weights, weights_only=True)``, with a message that says why a file is refused."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors
+        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if pickled:
+            raise CheckpointError(
+                f"{weights} contains pickled Python objects (the first is {pickled.group(1)}), not only tensors. "
+                "edgeode loads weights only (torch.load(..., weights_only=True)), because unpickling can run any code. "
+                "Re-save the weights as a state dict: torch.save(model.state_dict(), 'weights.pt')"
+            ) from None
+        first = next((line.strip() for line in str(exc).splitlines() if "error" in line.lower()), str(exc)[:200])
+        raise CheckpointError(f"cannot load {weights} ({first}); the file is corrupt or truncated: train the run again "
+                              "(or re-save it with torch.save(model.state_dict(), path))") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{weights} holds a {type(state).__name__}, not a state dict of tensors; re-save the weights with "
+            "torch.save(model.state_dict(), 'weights.pt')"
+        )
+    return state
+
+
 def load_run(run_dir: str | Path) -> TrainedRun:
     """Load a run directory: config, metrics, data set summary and the model (eval mode, CPU).
 
@@ -239,10 +263,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     weights = run_dir / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"run directory {run_dir} has no {WEIGHTS_NAME}; the run is incomplete: train it again")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors of a corrupt file
-        raise CheckpointError(f"cannot load {weights} ({exc}); the file is corrupt: train the run again") from None
+    state = _load_weights(weights)
     model = build_model(config.model)
     try:
         model.load_state_dict(state)
