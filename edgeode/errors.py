@@ -25,6 +25,7 @@ __all__ = [
     "BundleError",
     "BackendError",
     "SolverError",
+    "Interrupted",
     "DeviceError",
     "PackError",
     "InputWarning",
@@ -73,6 +74,10 @@ class BackendError(EdgeodeError):
 
 class SolverError(EdgeodeError, FloatingPointError):
     """The solver state became NaN or Inf (the message names the step)."""
+
+
+class Interrupted(EdgeodeError):
+    """A run was stopped on request (``Model.interrupt()``: Ctrl-C or ``--timeout`` in the CLI)."""
 
 
 class DeviceError(EdgeodeError, ValueError):

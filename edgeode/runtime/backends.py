@@ -11,6 +11,12 @@ Numbers behind the defaults (DESIGN.md, measured on 2 cores):
 * ONNX Runtime's intra-op threads spin while idle; CPU time is then ~2x wall time and a Python
   solver loop around ``run`` gets slower (batch-32 loop 113 -> 60 ms without spinning), so spinning
   is switched off.
+* Threads: an ``onnxruntime.InferenceSession`` may be run from many threads at once (onnxruntime
+  documents ``run`` as thread-safe), so one is shared. A TFLite interpreter holds its tensors and is
+  not reentrant, so a :class:`TFLiteSession` keeps a pool of interpreters, one per concurrent caller
+  up to the number of CPUs (README, *Reliability*: measured against one interpreter behind a lock).
+  The rule for any backend: :meth:`Session.run` is safe from any number of threads; a backend whose
+  engine is not reentrant pools engines (:class:`EnginePool`).
 * tflite-runtime (last release 2.14, 2023) is built against the numpy 1.x ABI and gave wrong results
   for dynamic-range int8 models here; it is refused under numpy >= 2 and for ``int8-dynamic`` artifacts.
 """
@@ -18,19 +24,24 @@ Numbers behind the defaults (DESIGN.md, measured on 2 cores):
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeode.errors import BackendError, BundleError, ConfigError, ShapeError, did_you_mean
+from edgeode.errors import BackendError, BundleError, ConfigError, Interrupted, ShapeError, did_you_mean
 from edgeode.runtime.manifest import Artifact, TensorSpec
 
 __all__ = [
     "BACKENDS",
     "BACKEND_FORMAT",
     "INSTALL_HINTS",
+    "EnginePool",
     "Session",
     "OnnxSession",
     "TFLiteSession",
@@ -98,9 +109,67 @@ def backend_available(name: str, precision: str = "float32") -> bool:
     return True
 
 
+class EnginePool:
+    """Engines of a backend that is not reentrant (a TFLite interpreter), one per concurrent caller.
+
+    :meth:`engine` lends an idle engine, or builds a new one with ``factory`` while fewer than
+    ``limit`` exist, or waits for one to come back. ``limit=1`` is one engine behind a lock.
+    """
+
+    def __init__(self, factory: Callable[[], Any], limit: int, first: Any = None):
+        if limit < 1:
+            raise ConfigError(f"an engine pool needs a limit of at least 1, got {limit}")
+        self._factory = factory
+        self.limit = limit
+        self._idle: list[Any] = [] if first is None else [first]
+        self._count = len(self._idle)
+        self._cond = threading.Condition()
+
+    @property
+    def size(self) -> int:
+        """Engines built so far (at most ``limit``)."""
+        return self._count
+
+    @contextmanager
+    def engine(self) -> Iterator[Any]:
+        """Borrow an engine for the duration of a ``with`` block."""
+        with self._cond:
+            while not self._idle and self._count >= self.limit:
+                self._cond.wait()
+            eng = self._idle.pop() if self._idle else None
+            if eng is None:
+                self._count += 1
+        if eng is None:
+            try:
+                eng = self._factory()
+            except BaseException:
+                with self._cond:
+                    self._count -= 1
+                    self._cond.notify()
+                raise
+        try:
+            yield eng
+        finally:
+            with self._cond:
+                self._idle.append(eng)
+                self._cond.notify()
+
+    def close(self) -> None:
+        """Drop the idle engines (one still lent is dropped when it comes back and the pool is gone)."""
+        with self._cond:
+            self._idle.clear()
+
+
+def default_pool_limit() -> int:
+    """Engines a non-reentrant backend builds at most: one per CPU (more callers than CPUs wait)."""
+    return max(1, os.cpu_count() or 1)
+
+
 @dataclass
 class Session:
     """One opened artifact. Subclasses implement :meth:`run`.
+
+    :meth:`run` is safe to call from any number of threads at once (see the module docstring).
 
     Attributes:
         backend: backend name.
@@ -124,16 +193,25 @@ class Session:
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def interrupt(self) -> bool:
+        """Ask runs in progress to stop (from any thread); True if the backend can stop a run midway."""
+        return False
+
     def close(self) -> None:
         """Release the backend's resources."""
 
 
 class OnnxSession(Session):
-    """An ``onnxruntime.InferenceSession`` on the CPU, configured for small devices."""
+    """An ``onnxruntime.InferenceSession`` on the CPU, configured for small devices.
+
+    Each run gets its own ``RunOptions``; :meth:`interrupt` sets ``terminate`` on those in
+    progress, which stops even a fused whole-solve ``Loop`` between two of its nodes.
+    """
 
     def __init__(self, path: Path, artifact: Artifact, threads: int | None):
         super().__init__("onnxruntime", artifact, artifact.inputs, artifact.outputs)
         ort = check_backend("onnxruntime", artifact.precision)
+        self._ort = ort
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads) if threads else 0  # 0: onnxruntime's default (one per core)
         opts.inter_op_num_threads = 1
@@ -164,39 +242,80 @@ class OnnxSession(Session):
         self.required_inputs = frozenset(required)
         self._out_names = [s.name for s in artifact.outputs]
         self._dtypes = {s.name: numpy_dtype(s.dtype) for s in artifact.inputs}
+        self._active: set[Any] = set()
+        self._active_lock = threading.Lock()
+        self._interrupted = False
+
+    def metadata(self) -> dict[str, str]:
+        """The ONNX file's ``metadata_props`` (key -> value)."""
+        return dict(self._sess.get_modelmeta().custom_metadata_map)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         feeds = {k: np.asarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}
+        opts = self._ort.RunOptions()
+        with self._active_lock:
+            if self._interrupted:
+                raise Interrupted(f"{self.artifact.path}: the run was interrupted")
+            self._active.add(opts)
         try:
-            return self._sess.run(self._out_names, feeds)
+            return self._sess.run(self._out_names, feeds, opts)
         except Exception as exc:
+            if opts.terminate:
+                raise Interrupted(f"{self.artifact.path}: the run was interrupted") from None
             raise BackendError(f"onnxruntime failed running {self.artifact.path}: {type(exc).__name__}: {exc}") from None
+        finally:
+            with self._active_lock:
+                self._active.discard(opts)
+
+    def interrupt(self) -> bool:
+        with self._active_lock:
+            self._interrupted = True
+            for opts in self._active:
+                opts.terminate = True
+        return True
 
     def close(self) -> None:
         self._sess = None
 
 
+@dataclass
+class _Interpreter:
+    """One TFLite interpreter of a pool and the input shapes it is allocated for."""
+
+    it: Any
+    shapes: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+
 class TFLiteSession(Session):
-    """A TFLite interpreter (LiteRT's ``ai_edge_litert`` or the legacy ``tflite_runtime``).
+    """TFLite interpreters (LiteRT's ``ai_edge_litert`` or the legacy ``tflite_runtime``), pooled.
 
     Manifest inputs are matched to the interpreter's tensors by tensor name, else by signature
     name (litert-torch: the argument names; tensors are called ``serving_default_NAME``), else by
-    the signature's order, else by position.
+    the signature's order, else by position. An interpreter is not reentrant: concurrent callers
+    each borrow one from an :class:`EnginePool` of at most ``pool_limit`` (default: one per CPU).
     """
 
-    def __init__(self, backend: str, path: Path, artifact: Artifact, threads: int | None):
+    def __init__(self, backend: str, path: Path, artifact: Artifact, threads: int | None, pool_limit: int | None = None):
         super().__init__(backend, artifact, artifact.inputs, artifact.outputs)
-        module = check_backend(backend, artifact.precision)
-        try:
-            self._it = module.Interpreter(model_path=str(path), num_threads=int(threads) if threads else None)
-            self._it.allocate_tensors()
-        except Exception as exc:
-            raise BackendError(
-                f"{backend} could not load {artifact.path} ({type(exc).__name__}: {exc}); the file may need a newer "
-                f"runtime ({INSTALL_HINTS['litert']}) or the bundle is corrupt: re-export it"
-            ) from None
+        self._module = check_backend(backend, artifact.precision)
+        self._path = path
+        self._threads = int(threads) if threads else None
+        first = self._new_interpreter()
+        self._it = first.it
         self._in = self._match(artifact.inputs, self._it.get_input_details(), "inputs")
         self._out = self._match(artifact.outputs, self._it.get_output_details(), "outputs")
+        self._pool = EnginePool(self._new_interpreter, pool_limit or default_pool_limit(), first)
+
+    def _new_interpreter(self) -> _Interpreter:
+        try:
+            it = self._module.Interpreter(model_path=str(self._path), num_threads=self._threads)
+            it.allocate_tensors()
+        except Exception as exc:
+            raise BackendError(
+                f"{self.backend} could not load {self.artifact.path} ({type(exc).__name__}: {exc}); the file may need a "
+                f"newer runtime ({INSTALL_HINTS['litert']}) or the bundle is corrupt: re-export it"
+            ) from None
+        return _Interpreter(it, {d["index"]: tuple(int(n) for n in d["shape"]) for d in it.get_input_details()})
 
     def _match(self, specs: tuple[TensorSpec, ...], details: list[dict], what: str) -> dict[str, dict]:
         if len(specs) != len(details):
@@ -224,41 +343,53 @@ class TFLiteSession(Session):
             pass
         return {s.name: d for s, d in zip(specs, ordered, strict=True)}
 
+    @property
+    def pool_size(self) -> int:
+        """Interpreters built so far (one per peak concurrent caller, at most the pool limit)."""
+        return self._pool.size
+
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        it = self._it
-        resized = False
+        arrays = {}
         for name, value in feeds.items():
             det = self._in[name]
             arr = np.asarray(value, dtype=det["dtype"])
-            if tuple(arr.shape) != tuple(det["shape"]):
-                sig = tuple(det.get("shape_signature", det["shape"]))
-                if len(sig) != arr.ndim or any(s != -1 and s != n for s, n in zip(sig, arr.shape, strict=True)):
-                    raise ShapeError(
-                        f"{self.artifact.path}: input {name!r} must have shape {tuple(int(s) for s in det['shape'])} "
-                        f"(the TFLite file has a fixed shape), got {arr.shape}"
-                    )
-                it.resize_tensor_input(det["index"], list(arr.shape))
-                resized = True
-            feeds[name] = arr
-        if resized:
-            it.allocate_tensors()
-            self._in = {k: next(d for d in it.get_input_details() if d["index"] == v["index"]) for k, v in self._in.items()}
-        for name, arr in feeds.items():
-            it.set_tensor(self._in[name]["index"], arr)
-        try:
-            it.invoke()
-        except Exception as exc:
-            raise BackendError(f"{self.backend} failed running {self.artifact.path}: {type(exc).__name__}: {exc}") from None
-        return [it.get_tensor(self._out[s.name]["index"]) for s in self.outputs]
+            sig = tuple(det.get("shape_signature", det["shape"]))
+            if len(sig) != arr.ndim or any(s != -1 and s != n for s, n in zip(sig, arr.shape, strict=True)):
+                raise ShapeError(
+                    f"{self.artifact.path}: input {name!r} must have shape {tuple(int(s) for s in det['shape'])} "
+                    f"(the TFLite file has a fixed shape), got {arr.shape}"
+                )
+            arrays[det["index"]] = arr
+        with self._pool.engine() as eng:
+            it = eng.it
+            resize = {i: a.shape for i, a in arrays.items() if eng.shapes[i] != a.shape}
+            if resize:
+                for index, shape in resize.items():
+                    it.resize_tensor_input(index, list(shape))
+                it.allocate_tensors()
+                eng.shapes.update(resize)
+            for index, arr in arrays.items():
+                it.set_tensor(index, arr)
+            try:
+                it.invoke()
+            except Exception as exc:
+                raise BackendError(f"{self.backend} failed running {self.artifact.path}: {type(exc).__name__}: {exc}") from None
+            # get_tensor copies, so the interpreter can go back to the pool
+            return [it.get_tensor(self._out[s.name]["index"]) for s in self.outputs]
 
     def close(self) -> None:
+        self._pool.close()
         self._it = None
 
 
-def open_session(backend: str, path: str | Path, artifact: Artifact, threads: int | None = None) -> Session:
-    """Open ``artifact`` (stored at ``path``) with ``backend`` using ``threads`` CPU threads (None: the backend's default)."""
+def open_session(backend: str, path: str | Path, artifact: Artifact, threads: int | None = None,
+                 engines: int | None = None) -> Session:
+    """Open ``artifact`` (stored at ``path``) with ``backend`` using ``threads`` CPU threads (None: the backend's default).
+
+    ``engines``: most engines a non-reentrant backend keeps for concurrent callers (None: one per CPU).
+    """
     if BACKEND_FORMAT.get(backend) != artifact.format:
         raise ConfigError(f"backend {backend!r} runs {BACKEND_FORMAT.get(backend)} files, not {artifact.format} ({artifact.path})")
     if backend == "onnxruntime":
         return OnnxSession(Path(path), artifact, threads)
-    return TFLiteSession(backend, Path(path), artifact, threads)
+    return TFLiteSession(backend, Path(path), artifact, threads, engines)

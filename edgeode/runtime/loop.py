@@ -6,7 +6,8 @@ one the user picks), calling the exported ``field`` artifact once per stage::
     k_i = f(t + c_i dt, h + dt * sum_{j<i} a_ij k_j),   h' = h + dt * sum_i b_i k_i
 
 (Butcher 2016, §23; the same update as :func:`edgeode.train.solver.rk_step`.) The stage buffers
-are allocated once per state shape and reused across steps and calls. After every step the state
+are allocated once per state shape and thread, and reused across steps and calls (so one loop
+may run in many threads at once, each on its own buffers). After every step the state
 is checked for NaN/Inf, so a diverging solve stops with a :class:`~edgeode.errors.SolverError`
 that names the step and the time instead of returning garbage.
 """
@@ -14,11 +15,12 @@ that names the step and the time instead of returning garbage.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgeode.errors import BundleError, SolverError
+from edgeode.errors import BundleError, Interrupted, SolverError
 from edgeode.runtime.backends import Session
 from edgeode.tableaus import ButcherTableau
 
@@ -60,12 +62,24 @@ class FieldLoop:
         self.h_name = state_inputs[0].name
         self._a = [[(j, a) for j, a in enumerate(row) if a != 0.0] for row in tableau.a]
         self._b = [(i, b) for i, b in enumerate(tableau.b) if b != 0.0]
-        self._buffers: dict[tuple[int, ...], _Buffers] = {}
-        #: field calls made since construction (for profiling)
-        self.calls = 0
+        self._local = threading.local()  # per thread: {state shape: _Buffers}
+        self._calls = 0
+        self._calls_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    @property
+    def calls(self) -> int:
+        """Field calls made since construction, all threads together (for profiling)."""
+        return self._calls
+
+    def interrupt(self) -> None:
+        """Make every integration in progress (any thread) and every later one raise :class:`Interrupted`
+        before its next step."""
+        self._stop.set()
 
     def _buffers_for(self, shape: tuple[int, ...]) -> _Buffers:
-        buf = self._buffers.get(shape)
+        buffers = self._local.__dict__.setdefault("by_shape", {})
+        buf = buffers.get(shape)
         if buf is None:
             buf = _Buffers(
                 h=np.empty(shape, np.float32),
@@ -73,14 +87,15 @@ class FieldLoop:
                 tmp=np.empty(shape, np.float32),
                 ks=np.empty((self.tableau.stages, *shape), np.float32),
             )
-            self._buffers[shape] = buf
+            buffers[shape] = buf
         return buf
 
     def _f(self, t: float, h: np.ndarray) -> np.ndarray:
         feeds = {self.h_name: h}
         if self.t_name is not None:
             feeds[self.t_name] = np.array(t, dtype=np.float32)
-        self.calls += 1
+        with self._calls_lock:
+            self._calls += 1
         return self.field.run(feeds)[0]
 
     def integrate(self, h0: np.ndarray, t_start: float, dt: float, steps: int, out: list[np.ndarray] | None = None,
@@ -100,6 +115,8 @@ class FieldLoop:
         c_dt = [c * dt for c in self.tableau.c]
         with np.errstate(over="ignore", invalid="ignore"):
             for n in range(steps):
+                if self._stop.is_set():
+                    raise Interrupted(f"the solve was interrupted at step {step_offset + n + 1} of {self.tableau.name}")
                 t = t_start + n * dt
                 for i, row in enumerate(a_dt):
                     if row:

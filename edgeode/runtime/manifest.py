@@ -33,6 +33,7 @@ from typing import Any
 
 from edgeode.errors import BundleError
 from edgeode.jsonfile import read_json
+from edgeode.runtime.limits import MAX_STEPS, describe_int
 from edgeode.tableaus import ButcherTableau
 
 __all__ = [
@@ -207,8 +208,14 @@ class SolverSpec:
             tableau = ButcherTableau.from_dict(data["tableau"])
         except Exception as exc:  # TableauError or a type error inside the dict
             raise BundleError(f"manifest solver.tableau: {exc}") from None
-        if not isinstance(data["steps"], int) or data["steps"] < 1:
-            raise BundleError(f"manifest solver.steps: expected a positive integer, got {data['steps']!r}")
+        steps = data["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise BundleError(f"manifest solver.steps: expected a positive integer, got {steps!r}")
+        if steps > MAX_STEPS:
+            raise BundleError(
+                f"manifest solver.steps: {describe_int(steps)} is above the bound of "
+                f"{MAX_STEPS:,} steps (edgeode.runtime.limits.MAX_STEPS); the manifest is corrupt or was edited: re-export"
+            )
         for key in ("t0", "t1"):
             if not isinstance(data[key], (int, float)) or not math.isfinite(data[key]):
                 raise BundleError(f"manifest solver.{key}: expected a finite number, got {data[key]!r}")

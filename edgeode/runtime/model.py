@@ -12,6 +12,13 @@ Networks without an ODE (ResNet / VGG baselines) have a single ``model`` artifac
 
 TFLite files have a fixed batch: a larger batch is run in chunks of that size, the last chunk
 padded by repeating its last sample (outputs of the padding are dropped).
+
+Threads: one ``Model`` may be shared by any number of threads; ``predict`` and ``solve`` return
+bit-identical results to serial calls on every backend and mode. The solver loop keeps its buffers
+per thread, and each backend session is safe to run concurrently (onnxruntime's session is
+reentrant; TFLite interpreters are pooled, one per concurrent caller up to the CPU count; see
+:mod:`edgeode.runtime.backends`). Work per call is bounded (:mod:`edgeode.runtime.limits`), and
+:meth:`Model.interrupt` stops runs in progress from another thread.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import numpy as np
 from edgeode.errors import BackendError, ConfigError, ShapeError, SolverError, did_you_mean
 from edgeode.runtime.backends import BACKEND_FORMAT, BACKENDS, Session, check_backend, open_session
 from edgeode.runtime.bundle import Bundle, read_bundle
+from edgeode.runtime.limits import MAX_STEPS, check_steps, check_work
 from edgeode.runtime.loop import FieldLoop, interval_steps
 from edgeode.runtime.manifest import Artifact, Manifest, TensorSpec
 from edgeode.tableaus import ButcherTableau, get_tableau
@@ -107,7 +115,7 @@ class Model:
     """
 
     def __init__(self, bundle: Bundle, backend: str, mode: str, threads: int | None, precision: str,
-                 steps: int | None, tableau: ButcherTableau | None, batch: int | None):
+                 steps: int | None, tableau: ButcherTableau | None, batch: int | None, engines: int | None = None):
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
         self.backend = backend
@@ -140,8 +148,8 @@ class Model:
             self.tableau, self.steps = None, None
             roles = {"model": art}
         else:
-            if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-                raise ConfigError(f"steps must be a positive integer (solver steps over [t0, t1]), got {steps!r}")
+            if steps is not None:
+                check_steps(steps)
             self.mode = mode
             self.tableau = get_tableau(tableau) if tableau is not None else solver.tableau
             self.steps = steps if steps is not None else solver.steps
@@ -169,7 +177,7 @@ class Model:
                         need(role)
         try:
             for role, art in roles.items():
-                self.sessions[role] = open_session(backend, bundle.path(art), art, threads)
+                self.sessions[role] = open_session(backend, bundle.path(art), art, threads, engines)
         except BaseException:
             self.close()
             raise
@@ -313,6 +321,8 @@ class Model:
         """
         spec = self._input_spec
         x = self._check_input(x, spec, "input x")
+        if self.steps is not None:
+            check_work(x.shape[0], self.steps)
         if self.mode == "single":
             out = self._chunked(lambda b: self._run_single("model", b), x)
         elif self.manifest.kind == "dynamics":
@@ -334,6 +344,7 @@ class Model:
             raise ConfigError(f"solve() is for dynamics bundles; this is a {self.manifest.kind}: use predict()")
         y0 = self._check_input(y0, self._input_spec, "y0")
         sol = self.manifest.solver
+        check_work(y0.shape[0], self.steps)
         if times is not None:
             times = np.asarray(times, dtype=np.float64)
             if times.ndim != 1 or times.size < 2 or not np.all(np.isfinite(times)) or not np.all(np.diff(times) > 0):
@@ -349,6 +360,14 @@ class Model:
         if self.mode == "fused":
             return np.asarray(self._chunked(self._run_fused, y0, out_axis=1), dtype=np.float32)
         dt_max = self._dt()
+        if times is not None:
+            counts = [interval_steps(float(b - a), dt_max) for a, b in zip(times[:-1], times[1:], strict=True)]
+            if sum(counts) > MAX_STEPS:
+                raise ConfigError(
+                    f"times span {sum(counts):,} steps of the manifest's dt {dt_max:.6g}, above the bound of {MAX_STEPS:,} "
+                    "steps per solve (edgeode.runtime.limits.MAX_STEPS); integrate a shorter span or pass fewer steps"
+                )
+            check_work(y0.shape[0], sum(counts))
 
         def run(b: np.ndarray) -> np.ndarray:
             states = [b.copy()]
@@ -356,14 +375,25 @@ class Model:
                 self._loop.integrate(b, sol.t0, dt_max, self.steps, out=states)
                 return np.stack(states)
             offset, h = 0, b
-            for t_a, t_b in zip(times[:-1], times[1:], strict=True):
-                n = interval_steps(float(t_b - t_a), dt_max)
+            for t_a, t_b, n in zip(times[:-1], times[1:], counts, strict=True):
                 h = self._loop.integrate(h, float(t_a), float(t_b - t_a) / n, n, step_offset=offset)
                 offset += n
                 states.append(h)
             return np.stack(states)
 
         return np.asarray(self._chunked(run, y0, out_axis=1), dtype=np.float32)
+
+    def interrupt(self) -> bool:
+        """Stop every ``predict`` / ``solve`` in progress on this model, from any thread (Ctrl-C, a timeout).
+
+        Those calls, and any later ones, raise :class:`~edgeode.errors.Interrupted`: the model is spent
+        (load it again to go on). Loop mode stops before its next step on every backend; a fused run
+        stops midway on onnxruntime (``RunOptions.terminate``) and, on TFLite backends, which cannot
+        stop an ``invoke``, when that call returns. Returns True if every session can stop midway.
+        """
+        if self._loop is not None:
+            self._loop.interrupt()
+        return all([sess.interrupt() for sess in self.sessions.values()])
 
     def close(self) -> None:
         """Release the backend sessions."""
@@ -380,7 +410,7 @@ class Model:
 
 def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", threads: int | None = None,
          precision: str = "float32", steps: int | None = None, tableau: str | ButcherTableau | None = None,
-         batch: int | None = None) -> Model:
+         batch: int | None = None, engines: int | None = None) -> Model:
     """Open a bundle for inference without torch.
 
     Args:
@@ -394,6 +424,8 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
             for ONNX graphs with a ``steps`` input.
         tableau: solver name or tableau for loop mode (default: the manifest's).
         batch: pick artifacts built for this fixed batch (TFLite) when the bundle has several.
+        engines: TFLite backends: most interpreters per artifact for threads calling at once (None:
+            one per CPU; 1: one interpreter behind a lock, the least memory). onnxruntime shares one session.
 
     Raises:
         BundleError, BackendError, ConfigError: the message says what is wrong and the fix.
@@ -401,10 +433,12 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose 'fused' (one graph call) or 'loop' (numpy solver loop)")
     threads = _check_threads(threads)
+    if engines is not None and (isinstance(engines, bool) or not isinstance(engines, int) or engines < 1):
+        raise ConfigError(f"engines must be a positive integer (TFLite interpreters per artifact) or None, got {engines!r}")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch must be a positive integer or None, got {batch!r}")
     bundle = read_bundle(bundle_dir)
     name = _pick_backend(bundle, backend, precision)
     if tableau is not None:
         tableau = get_tableau(tableau)
-    return Model(bundle, name, mode, threads, precision, steps, tableau, batch)
+    return Model(bundle, name, mode, threads, precision, steps, tableau, batch, engines)
