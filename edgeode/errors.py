@@ -26,6 +26,7 @@ __all__ = [
     "BackendError",
     "SolverError",
     "Interrupted",
+    "RunTimeout",
     "DeviceError",
     "PackError",
     "InputWarning",
@@ -78,6 +79,10 @@ class SolverError(EdgeodeError, FloatingPointError):
 
 class Interrupted(EdgeodeError):
     """A run was stopped on request (``Model.interrupt()``: Ctrl-C or ``--timeout`` in the CLI)."""
+
+
+class RunTimeout(Interrupted, TimeoutError):
+    """A run took longer than its timeout (``--timeout``) and was stopped."""
 
 
 class DeviceError(EdgeodeError, ValueError):

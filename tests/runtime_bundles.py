@@ -210,7 +210,7 @@ def build_classifier(root: Path, formats=("onnx",), tflite_batch: int = 2, steps
     return Built(root, xr, yr)
 
 
-def spiral_field(seed: int = 1):
+def spiral_field(seed: int = 1, hidden: int = 16):
     """The tiny autonomous MLP field on h**3 (the paper's spiral form) that the dynamics bundles export."""
     torch = _torch()
     from torch import nn
@@ -220,7 +220,7 @@ def spiral_field(seed: int = 1):
     class Spiral(nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
+            self.net = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 2))
 
         def forward(self, t, h):
             return self.net(h**3)
@@ -229,13 +229,13 @@ def spiral_field(seed: int = 1):
 
 
 def build_dynamics(root: Path, formats=("onnx",), tflite_batch: int = 2, steps: int = 8, tableau: str = "rk4",
-                   seed: int = 1) -> Built:
+                   seed: int = 1, hidden: int = 16) -> Built:
     """A tiny dynamics model: y0 [B, 2] -> trajectory [steps+1, B, 2] of an MLP field on y**3 (autonomous)."""
     torch = _torch()
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    field = spiral_field(seed)
+    field = spiral_field(seed, hidden)
     tab = get_tableau(tableau)
     fused = _Fused(None, field, None, tab, steps, 0.0, 2.0, trajectory=True)
     arts = []
@@ -410,9 +410,9 @@ def fused_loop_onnx(field_path: Path, out_path: Path, tableau, t0: float, t1: fl
     return ins, (TensorSpec("trajectory", (None, None, *dims[1:])),)
 
 
-def build_loop_dynamics(root: Path, steps: int = 8, seed: int = 1) -> Built:
+def build_loop_dynamics(root: Path, steps: int = 8, seed: int = 1, hidden: int = 16) -> Built:
     """Like :func:`build_dynamics` (ONNX only) but the fused artifact is a ``Loop`` with a ``steps`` input."""
-    built = build_dynamics(root, formats=("onnx",), steps=steps, seed=seed)
+    built = build_dynamics(root, formats=("onnx",), steps=steps, seed=seed, hidden=hidden)
     man = Manifest.read(root)
     tab = man.solver.tableau
     ins, outs = fused_loop_onnx(root / "onnx/field.onnx", root / "onnx/fused.onnx", tab, man.solver.t0, man.solver.t1, steps)

@@ -82,3 +82,87 @@ def test_cli_steps_above_the_bound_exits_fast_without_traceback(built, steps):
     proc = edgeode("run", str(cls.path), str(root / "x.npy"), "--steps", steps, "--json")
     assert proc.returncode != 0 and time.perf_counter() - start < 30
     assert "Traceback" not in proc.stderr and "bound" in proc.stderr and proc.stdout == ""
+
+
+# ------------------------------------------------------------------ Ctrl-C and --timeout on a long real run
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory):
+    """A dynamics bundle with a wide field (512 hidden) whose fused ONNX ``Loop`` takes ``steps``: with
+    --steps 100000 and batch 100 one run is 10**7 sample-steps, tens of seconds of real work."""
+    pytest.importorskip("torch", reason="building the test bundles needs torch")
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("slow")
+    built = rb.build_loop_dynamics(root / "slow", hidden=512)
+    np.save(root / "y0.npy", np.full((100, 2), 0.1, np.float32))
+    return built.path, root / "y0.npy"
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edgeode", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _long_run(slow, mode: str, *extra: str) -> list[str]:
+    bundle, y0 = slow
+    return ["run", str(bundle), str(y0), "--mode", mode, "--steps", "100000", "--threads", "1", "--json", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fused", "loop"])
+def test_ctrl_c_stops_a_long_run_within_a_second(slow, mode):
+    import signal
+
+    proc = _start(*_long_run(slow, mode))
+    try:
+        time.sleep(6.0)  # imports and load done; the run itself takes tens of seconds
+        assert proc.poll() is None, proc.communicate()
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        took = time.perf_counter() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["edgeode run: interrupted"] and out == ""
+    assert took < 1.5, f"exited {took:.2f} s after SIGINT"  # goal 1 s; 0.5 s slack for a loaded 2-core machine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fused", "loop"])
+def test_timeout_stops_a_long_run(slow, mode):
+    start = time.perf_counter()
+    proc = edgeode(*_long_run(slow, mode, "--timeout", "3"), timeout=60)
+    took = time.perf_counter() - start
+    assert proc.returncode == 124, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "timeout of 3 s" in proc.stderr
+    assert took < 3 + 10  # the timeout, plus interpreter start-up and imports on a loaded machine
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_timeout_must_be_positive_and_finite(built, value):
+    cls, _, root = built
+    proc = edgeode("run", str(cls.path), str(root / "x.npy"), "--timeout", value)
+    assert proc.returncode == 2 and "timeout must be a positive number" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_profile_timeout_and_ctrl_c_leave_no_child(slow):
+    import signal
+
+    psutil = pytest.importorskip("psutil")
+    bundle, _ = slow
+    args = ["profile", str(bundle), "-d", "pi-4b", "--mode", "loop", "--batch", "100", "--runs", "100000", "--no-macs"]
+    proc = edgeode(*args, "--timeout", "4", timeout=120)
+    assert proc.returncode == 2 and "ran past 4 s" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _start(*args)
+    try:
+        time.sleep(6.0)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "edgeode profile: interrupted"
+    assert "Traceback" not in err
+    assert children and not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)

@@ -90,7 +90,9 @@ def render(d: dict) -> str:
 
 def run(args) -> int:
     from edgeode.devices.profiler import profile_bundle
+    from edgeode.runtime.bounded import check_timeout
 
+    check_timeout(args.timeout)
     report = profile_bundle(args.bundle, args.device, backend=args.backend, mode=args.mode, threads=args.threads,
                             runs=args.runs, warmup=args.warmup, batch=args.batch, precision=args.precision,
                             timeout=args.timeout, count_macs=not args.no_macs, progress=not args.quiet)

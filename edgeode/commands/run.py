@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -46,6 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         choices=("float32", "float16", "int8-dynamic", "int8-weight"),
                         help="which artifacts of the bundle to run (default: float32)")
     parser.add_argument("--top", type=int, default=3, help="classes shown per sample in text output (default: 3)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="stop the run after SECONDS (load included) with exit code 124; Ctrl-C stops it with 130 "
+                        "(default: no timeout)")
     add_json(parser, "one object (predictions, backend, mode, latency_ms, ...)")
     add_quiet(parser)
     parser.set_defaults(func=run)
@@ -93,9 +97,12 @@ def _read_input(path: Path, model):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edgeode.errors import InputWarning
+    from edgeode.errors import InputWarning, RunTimeout
     from edgeode.runtime import load
+    from edgeode.runtime.bounded import BoundedCall, check_timeout
 
+    begun = time.monotonic()
+    timeout = check_timeout(args.timeout)
     mode = args.mode or ("loop" if args.solver else "fused")
     model = load(args.bundle, backend=args.backend, mode=mode, threads=args.threads, precision=args.precision,
                  steps=args.steps, tableau=args.solver)
@@ -109,7 +116,20 @@ def run(args: argparse.Namespace) -> int:
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         start = time.perf_counter()
-        out = model.predict(x)
+        call = BoundedCall(model, model.predict, x)
+        try:
+            out = call.run(timeout, since=begun)
+        except (KeyboardInterrupt, RunTimeout) as exc:
+            timed_out = isinstance(exc, RunTimeout)
+            if not call.stuck:
+                if timed_out:
+                    print(f"edgeode run: error: {exc}", file=sys.stderr)
+                    return 124
+                raise
+            # the backend cannot stop this call (a TFLite invoke): end the process, the only way to stop it
+            print(f"edgeode run: {'error: ' + str(exc) if timed_out else 'interrupted'}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(124 if timed_out else 130)
         latency_ms = (time.perf_counter() - start) * 1000.0
         desc = model.describe()
     finally:

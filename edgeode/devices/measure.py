@@ -93,25 +93,31 @@ def run_child(args: list[str], timeout: float = 300.0, interval: float = 0.002, 
             peak, samples, trace = 0.0, 0, []
             status = rusage = None
             deadline = start + timeout
-            while True:
-                pid, status, rusage = os.wait4(popen.pid, os.WNOHANG)
-                if pid == popen.pid:
-                    break
-                rss = _rss(proc)
-                if rss is not None:
-                    peak = max(peak, rss)
-                    samples += 1
-                    if samples % 50 == 1:
-                        trace.append(round(rss, 2))
-                if time.perf_counter() > deadline:
+            try:
+                while True:
+                    pid, status, rusage = os.wait4(popen.pid, os.WNOHANG)
+                    if pid == popen.pid:
+                        break
+                    rss = _rss(proc)
+                    if rss is not None:
+                        peak = max(peak, rss)
+                        samples += 1
+                        if samples % 50 == 1:
+                            trace.append(round(rss, 2))
+                    if time.perf_counter() > deadline:
+                        popen.kill()
+                        os.wait4(popen.pid, 0)
+                        popen.returncode = -signal.SIGKILL
+                        raise ChildTimeout(
+                            f"the measured process ran past {timeout:.0f} s and was killed; use fewer --runs, a smaller "
+                            "--batch, or a longer --timeout"
+                        )
+                    time.sleep(interval)
+            except BaseException:  # Ctrl-C (or any error) here: the child must not outlive us
+                if popen.returncode is None:
                     popen.kill()
-                    os.wait4(popen.pid, 0)
-                    popen.returncode = -signal.SIGKILL
-                    raise ChildTimeout(
-                        f"the measured process ran past {timeout:.0f} s and was killed; use fewer --runs, a smaller "
-                        "--batch, or a longer --timeout"
-                    )
-                time.sleep(interval)
+                    popen.wait()
+                raise
             wall = time.perf_counter() - start
             popen.returncode = os.waitstatus_to_exitcode(status)
         result: dict[str, Any] = {}

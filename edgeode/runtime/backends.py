@@ -253,6 +253,7 @@ class OnnxSession(Session):
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         feeds = {k: np.asarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}
         opts = self._ort.RunOptions()
+        opts.log_severity_level = 4  # a failure is raised as a BackendError below; no second report on stderr
         with self._active_lock:
             if self._interrupted:
                 raise Interrupted(f"{self.artifact.path}: the run was interrupted")
