@@ -114,15 +114,25 @@ def test_onnx_only_pack_uses_the_onnx_extra(bundle, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device", ["esp32-s3", "nano-33-ble-sense"])
-def test_microcontroller_is_refused_with_what_it_needs(bundle, tmp_path, device, capsys):
+def test_microcontroller_needs_a_full_int8_bundle(bundle, tmp_path, device, capsys):
+    """A float bundle has nothing a microcontroller can run: refused, naming the export that makes one."""
     out = tmp_path / "mcu"
-    with pytest.raises(PackError, match="TensorFlow Lite Micro") as err:
+    with pytest.raises(PackError, match="--quantize int8") as err:
         pack(bundle, device, out, progress=False)
-    assert device in str(err.value) and "Python" in str(err.value)
-    assert not out.exists()
+    assert "TFLM" in str(err.value)
+    assert not out.exists() and not any(tmp_path.iterdir())  # no staging directory left behind
     assert main(["pack", str(bundle), "--device", device, "-o", str(out), "-q"]) == 2
-    assert "TensorFlow Lite Micro" in capsys.readouterr().err
+    assert "--quantize int8" in capsys.readouterr().err
     assert not out.exists()
+    with pytest.raises(PackError, match="do not apply"):
+        pack(bundle, device, out, backends=["litert"], progress=False)
+
+
+@pytest.mark.slow
+def test_microcontroller_without_a_firmware_template_is_refused(bundle, tmp_path):
+    with pytest.raises(PackError, match="no firmware template") as err:
+        pack(bundle, "coral-dev-board-micro", tmp_path / "coral", progress=False)
+    assert "esp32-s3" in str(err.value) and "nano-33-ble-sense" in str(err.value)
 
 
 @pytest.mark.slow

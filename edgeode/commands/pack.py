@@ -19,7 +19,11 @@ downloaded on the device and no torch:
     DIR/run.sh    ./run.sh install | run | profile
   Android phone: DIR/model.tflite (the whole model, solve included), DIR/manifest.json and
     DIR/README.md, an integration note for LiteRT's Interpreter (tensors, preprocessing, the one call).
-  Microcontrollers need TensorFlow Lite Micro firmware, which pack does not build yet.
+  Microcontroller (nano-33-ble-sense, esp32-s3), from a full-int8 bundle (export --quantize int8):
+    DIR/platformio.ini, DIR/src/   a PlatformIO firmware project: the int8 models as const C arrays, TFLM
+                  (the board's community library) with exactly the models' ops, the RK loop as generated C,
+                  sample inputs checked against the host's TFLM outputs over serial
+    DIR/README.md build and flash commands (pio run -t upload), sizes, what the board prints
 
 The wheels are downloaded on this machine with pip's cross-platform options (it needs the package
 index once); the package is built in a temporary directory and renamed into place only when complete.
@@ -46,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="add or replace a requirement of the wheelhouse, e.g. --pin numpy==1.26.4 (repeatable)")
     p.add_argument("--edgeode-wheel", default=None, metavar="WHEEL",
                    help="ship this pure edgeode wheel instead of building one from the source tree")
+    p.add_argument("--sample", default=None, metavar="X.npy",
+                   help="microcontrollers: preprocessed inputs [S, ...] (.npy) the firmware checks on the board against "
+                        "the host's TFLM outputs (default: 4 fixed-seed inputs over the input's range)")
     p.add_argument("--tar", action="store_true", help="also write DIR.tar.gz beside DIR")
     add_overwrite(p, "DIR")
     add_quiet(p)
@@ -57,12 +64,22 @@ def run(args: argparse.Namespace) -> int:
     from edgeode.pack import pack
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    samples = None
+    if args.sample is not None:
+        from edgeode.runtime.npy import read_npy
+
+        samples = read_npy(args.sample)
     result = pack(
         args.bundle, args.device, args.out, backends=backends, python=args.python, pins=args.pin,
         edgeode_wheel=args.edgeode_wheel, tar=args.tar, force=args.overwrite, progress=not args.quiet,
+        samples=samples,
     )
     size_mb = result.size_bytes / 1e6
-    if result.kind == "android":
+    if result.kind == "firmware":
+        print(f"wrote {result.out_dir} ({size_mb:.2f} MB): PlatformIO firmware project for {result.device} "
+              f"(platformio.ini, src/, README.md)")
+        print(f"build and flash: cd {result.out_dir.name} && pio run -t upload && pio device monitor")
+    elif result.kind == "android":
         print(f"wrote {result.out_dir} ({size_mb:.1f} MB): model.tflite, manifest.json, README.md (integration note)")
     else:
         print(f"wrote {result.out_dir} ({size_mb:.1f} MB) for {result.device}: bundle/, {len(result.wheels)} wheels "

@@ -8,7 +8,9 @@ Three kinds of device, told apart by their profile (:mod:`edgeode.devices`):
   ``run.sh``. On the device: ``pip install --no-index --find-links wheels 'edgeode[...]'``.
 * an Android phone (LiteRT in an app): the fused ``.tflite`` file, its manifest (the directory is a
   one-artifact bundle) and an integration note; no wheels.
-* a microcontroller (TFLite Micro only): refused with a message naming what it needs.
+* a microcontroller (TFLite Micro only): a PlatformIO firmware project from the bundle's full-int8 files
+  (:mod:`edgeode.firmware.project`: models as C arrays, the solver loop as generated C), for the boards
+  that have a template (Arduino Nano 33 BLE Sense, ESP32-S3); others are refused naming those.
 
 The package is built in a hidden temporary directory beside the output and renamed into place only
 when complete, so a failed download leaves no half-filled package directory.
@@ -56,7 +58,8 @@ _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 class PackResult:
     """What :func:`pack` wrote.
 
-    ``kind`` is ``"python"`` (bundle + wheels) or ``"android"`` (a .tflite file + note).
+    ``kind`` is ``"python"`` (bundle + wheels), ``"android"`` (a .tflite file + note) or ``"firmware"``
+    (a PlatformIO project for a microcontroller, :mod:`edgeode.firmware.project`).
     ``wheels`` are file names inside ``out_dir/wheels`` (empty for Android); ``install_args`` are the
     arguments after ``pip install --no-index --find-links wheels`` on the device.
     """
@@ -212,13 +215,24 @@ class _Progress:
 
 
 def _mcu_message(profile) -> str:
+    from edgeode.firmware.project import BOARDS
+
     return (
         f"device {profile.name!r} ({profile.display_name}) is a microcontroller without a Python runtime "
-        f"(runtimes: {', '.join(profile.runtimes)}): it needs the model compiled into its firmware with "
-        "TensorFlow Lite Micro (an int8 .tflite turned into a C array, plus the TFLM C++ library), which "
-        "`edgeode pack` does not build yet (a later feature). Pack for a Linux board (pi-zero-2w, pi-3b-plus, "
-        "pi-4b, pi-5, jetson-nano) or an Android phone instead"
+        f"(runtimes: {', '.join(profile.runtimes)}) and edgeode has no firmware template for it; `edgeode pack` "
+        f"writes firmware projects for {', '.join(BOARDS)}, and Python packages for Linux boards (pi-zero-2w, "
+        "pi-3b-plus, pi-4b, pi-5, jetson-nano) and Android phones"
     )
+
+
+def _pack_firmware(bundle: Bundle, profile, stage: Path, progress: _Progress, samples) -> tuple[str, ...]:
+    """The PlatformIO project of :mod:`edgeode.firmware.project`; returns the TFLM ops it registers."""
+    from edgeode.firmware.project import build_project
+
+    progress.stage("firmware")
+    project = build_project(bundle, profile, samples)
+    project.write(stage)
+    return project.ops
 
 
 def _pick_android_artifact(bundle: Bundle) -> Artifact:
@@ -257,6 +271,7 @@ def pack(
     tar: bool = False,
     force: bool = False,
     progress: bool = True,
+    samples=None,
 ) -> PackResult:
     """Build the device package for ``device`` from the bundle in ``bundle_dir`` into ``out_dir``.
 
@@ -270,6 +285,8 @@ def pack(
         pins: extra or replacing pip requirements for the wheelhouse (``"numpy==1.26.4"``).
         edgeode_wheel: a pre-built pure edgeode wheel to ship instead of building one from the source tree.
         tar: also write ``out_dir.tar.gz``.
+        samples: microcontrollers only: preprocessed inputs ``[S, ...]`` the firmware checks against the
+            host's TFLM outputs (default: 4 fixed-seed inputs).
         force: replace an existing ``out_dir``.
         progress: show a stage progress bar on stderr.
 
@@ -285,7 +302,25 @@ def pack(
     profile = load_profile(device)
     out_dir = Path(out_dir).expanduser().absolute()
     if profile.device_class == "mcu" or (not profile.python and "litert" not in profile.runtimes):
-        raise PackError(_mcu_message(profile))
+        from edgeode.firmware.project import BOARDS
+
+        if profile.name not in BOARDS:
+            raise PackError(_mcu_message(profile))
+        if pins or python or backends or edgeode_wheel:
+            raise PackError(f"{profile.display_name} gets a firmware project (TFLM in C++), with no Python wheels: "
+                            "--backends, --python, --pin and --edgeode-wheel do not apply; drop them")
+        bundle = read_bundle(bundle_dir)
+        bar = _Progress(total=1 + int(tar), enabled=progress)
+        try:
+            with _staging(out_dir, force) as stage:
+                _pack_firmware(bundle, profile, stage, bar, samples)
+            tarball = _write_tar(out_dir) if tar else None
+        finally:
+            bar.close()
+        return PackResult(out_dir=out_dir, device=profile.name, kind="firmware", backends=("tflite-micro",), python=None,
+                          platforms=(), wheels=(), install_args=(), tarball=tarball, size_bytes=_dir_size(out_dir))
+    if samples is not None:
+        raise PackError("--sample is for microcontroller firmware (esp32-s3, nano-33-ble-sense); drop it")
     if python is not None and not _PYTHON_RE.match(python):
         raise ConfigError(f"--python {python!r} is not a CPython version like 3.11")
     bundle = read_bundle(bundle_dir)
