@@ -73,6 +73,30 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _estimates(p) -> list[str]:
+    """How `edgeode profile --device NAME` turns host timings into this device's figures, in words."""
+    if p.calibrated:
+        return ["  estimates      none on the machine this profile was measured on (calibrated): figures there are",
+                "                 measured; elsewhere host timings are scaled as for any profile (below)"]
+    from edgeode.devices.hostinfo import cached_host_reference
+
+    ref = cached_host_reference()
+    host = (f"this host: {ref.gflops:.1f} GFLOP/s (x{ref.gflops / p.cpu.gflops_1t:.2f}), measured {ref.measured_at}, "
+            f"cached in {ref.cache_file}" if ref else
+            "this host's figure is measured once (about 3 s) on the first profile and cached per machine")
+    return [
+        "  estimates      profiling on another machine gives ESTIMATES: device latency = host latency x (host",
+        f"                 single-thread SGEMM GFLOP/s / this device's {p.cpu.gflops_1t:g} GFLOP/s);",
+        f"                 {host}.",
+        "                 The host latency is taken from the runs that were not kept waiting by other processes,",
+        "                 and the printed +-% is the measurement's own spread. The model itself is good to about",
+        "                 x0.5-x2 for conv/GEMM-bound models and an upper bound for tiny overhead-bound ones (memory",
+        "                 bandwidth, caches and kernel choice are not modelled); `edgeode devices calibrate` on the",
+        "                 device replaces estimates with measurements. Energy = CPU time x (load_w - idle_w) / cores,",
+        "                 plus idle_w x latency for the total.",
+    ]
+
+
 def _show(p) -> str:
     lines = [f"{p.display_name} ({p.name}){'  [calibrated]' if p.calibrated else ''}",
              f"  class          {p.device_class}",
@@ -86,6 +110,7 @@ def _show(p) -> str:
              f"  python         {'yes' if p.python else 'no'}"
              + (f" (wheels: {', '.join(p.pip_platforms)})" if p.pip_platforms else ""),
              f"  os notes       {p.os_notes}",
+             *_estimates(p),
              "  sources:"]
     lines += [f"    {k}: {v}" for k, v in sorted(p.sources.items())]
     return "\n".join(lines)

@@ -50,6 +50,13 @@ def _fmt(v, unit: str = "", digits: int = 2) -> str:
     return f"{v:.{digits}f}{unit}"
 
 
+def _spread(d: dict) -> str:
+    u = d.get("latency_uncertainty")
+    if not u:
+        return ""
+    return f" (+-{100 * u['p50_relative']:.0f}% measured; scaling model about x0.5-x2)"
+
+
 def render(d: dict) -> str:
     """The human-readable report of a profile dict."""
     est = "ESTIMATE" if d["estimate"] else "MEASURED"
@@ -60,6 +67,10 @@ def render(d: dict) -> str:
         lines.append(f"  scaling: host SGEMM {sc['host_sgemm_gflops_1t']:.1f} GFLOP/s / device {sc['device_gflops_1t']:g} "
                      f"GFLOP/s = x{sc['factor']:.2f} ({sc['device_gflops_source'].split(';')[0]}; "
                      f"sources: `edgeode devices show {d['device']}`)")
+        ref = sc.get("host_reference") or {}
+        if ref:
+            lines.append(f"  host SGEMM measured {ref['measured_at']}, cached in {ref['cache_file'] or '(not cached)'} "
+                         "(delete it to measure again)")
     lines += [f"backend {d['backend']}, mode {d['mode']}, {d['threads']} thread(s), batch {d['batch']}, "
               f"{d['runs']} runs after {d['warmup']} warm-up",
               f"bundle size        {_fmt(d['bundle_size_mb'], ' MB', 3)}"]
@@ -71,16 +82,18 @@ def render(d: dict) -> str:
             f"load time          {_fmt(d['load_time_ms'], ' ms', 1)}" + ("" if not d["estimate"] else " (host, not scaled)"),
             f"peak memory        {_fmt(d['peak_rss_mb'], ' MB', 1)} = runtime floor {_fmt(d['runtime_floor_mb'], ' MB', 1)}"
             f" + model {_fmt(d['model_added_mb'], ' MB', 1)} (host-measured)",
-            (f"latency            p50 {_fmt(lat['p50'], ' ms', 3)}  p95 {_fmt(lat['p95'], ' ms', 3)}  "
+            (f"latency            p50 {_fmt(lat['p50'], ' ms', 3)}{_spread(d)}  p95 {_fmt(lat['p95'], ' ms', 3)}  "
              f"p99 {_fmt(lat['p99'], ' ms', 3)} [{est}]") if lat else "latency            n/a (emulated)",
-            f"host latency       p50 {_fmt(host['p50'], ' ms', 3)}  p95 {_fmt(host['p95'], ' ms', 3)}  p99 {_fmt(host['p99'], ' ms', 3)}",
+            f"host latency       p50 {_fmt(host['p50'], ' ms', 3)}  p95 {_fmt(host['p95'], ' ms', 3)}  p99 {_fmt(host['p99'], ' ms', 3)}"
+            f" (all runs; the estimate uses {d.get('latency_basis', 'all runs')})",
             f"field evaluations  {d['field_evaluations']} per inference"
             + (f" ({d['tableau']}, {d['steps']} steps)" if d.get("steps") else ""),
             f"CPU time           {_fmt(d['cpu_ms_per_inference'], ' ms', 3)} per inference [{est}]; {d['spinning']}",
             f"MACs               {d.get('macs_per_inference'):,} per inference" if d.get("macs_per_inference") is not None
             else f"MACs               n/a ({(d.get('macs') or {}).get('note', 'skipped')})",
-            f"energy proxy       {_fmt(d['energy_proxy_mj'], ' mJ', 3)} per inference (with idle share "
-            f"{_fmt(d['energy_proxy_with_idle_mj'], ' mJ', 3)}) [{est}]: {d['energy_model']}",
+            f"energy proxy       {_fmt(d['energy_proxy_mj'], ' mJ', 3)} per inference for the CPU work; "
+            f"{_fmt(d['energy_proxy_with_idle_mj'], ' mJ', 3)} in total with the board's idle power [{est}]",
+            f"  energy model     {d['energy_model']}",
             f"RAPL energy        {_fmt(d['rapl_energy_mj_per_inference'], ' mJ', 3)} (host) — {d['rapl']}",
         ]
     lines.append(f"verdict            {d['fits']['message']}")

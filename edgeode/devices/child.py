@@ -126,13 +126,14 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     x = rng.standard_normal(shape).astype(np.float32)
     for _ in range(args.warmup):
         model.predict(x)
-    latencies = []
+    latencies, cpu_ms = [], []
     energy0 = read_rapl_uj()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(args.runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         model.predict(x)
         latencies.append((time.perf_counter() - start) * 1e3)
+        cpu_ms.append((time.process_time() - start_cpu) * 1e3)
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     energy1 = read_rapl_uj()
@@ -145,6 +146,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "load_s": load_s,
         "rss_after_load_mb": rss_after_load,
         "latencies_ms": latencies,
+        "cpu_ms": cpu_ms,
         "timed_wall_s": wall,
         "timed_cpu_s": cpu,
         "rapl_uj": rapl,

@@ -7,7 +7,8 @@ name and machine). Otherwise every time-derived figure (latency, CPU time, energ
 
     factor = host single-thread SGEMM GFLOP/s  /  device single-thread SGEMM GFLOP/s
 
-with the host figure measured now (:func:`edgeode.devices.hostinfo.sgemm_gflops`) and the device
+with the host figure measured once per machine and cached (:func:`edgeode.devices.hostinfo.host_reference`;
+measuring it on every run moved the factor by up to 45% on a shared machine) and the device
 figure from its profile (``cpu.gflops_1t``, whose source says whether it is measured or derived
 from the core's published FMA width and clock). Small CNN inference is dominated by the same
 convolution/GEMM kernels, so throughput ratios transfer to first order; memory bandwidth, cache
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgeode.devices.hostinfo import detect_emulation, host_id, sgemm_gflops
+from edgeode.devices.hostinfo import detect_emulation, host_id, host_reference
 from edgeode.devices.profiles import DeviceProfile
 
 __all__ = ["Scaling", "decide_scaling"]
@@ -44,6 +45,8 @@ class Scaling:
     device_gflops_1t: float
     device_gflops_source: str
     emulation: str | None
+    #: where the host figure comes from (cache file and when it was measured) and its own spread
+    host_reference: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,9 +72,11 @@ def decide_scaling(profile: DeviceProfile) -> Scaling:
         return Scaling(True, 1.0, "measured on this device",
                        "measured on the device itself (calibrated profile for this host)",
                        None, profile.cpu.gflops_1t, src, None)
-    host = sgemm_gflops()
-    factor = host / profile.cpu.gflops_1t
+    ref = host_reference()
+    factor = ref.gflops / profile.cpu.gflops_1t
     return Scaling(False, factor, f"estimate for {profile.name} (host figures scaled x{factor:.2f})",
-                   "host latency x (host single-thread SGEMM GFLOP/s / device cpu.gflops_1t); about +-2x for "
-                   "conv/GEMM-bound models, an upper bound for tiny overhead-bound ones (see edgeode.devices.scaling)",
-                   host, profile.cpu.gflops_1t, src, None)
+                   "undisturbed host latency x (host single-thread SGEMM GFLOP/s / device cpu.gflops_1t); about +-2x "
+                   "for conv/GEMM-bound models, an upper bound for tiny overhead-bound ones (see edgeode.devices.scaling)",
+                   ref.gflops, profile.cpu.gflops_1t, src, None,
+                   {"cache_file": ref.cache_file, "measured_at": ref.measured_at, "cached": ref.cached,
+                    "spread": ref.spread, "rounds_gflops": ref.rounds})
