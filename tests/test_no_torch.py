@@ -73,7 +73,7 @@ def test_runtime_runs_without_torch(bundles, tmp_path):
         np.testing.assert_allclose(result["out"]["cls_" + mode], cls.y, atol=2e-5)
         np.testing.assert_allclose(result["out"]["dyn_" + mode], dyn.y, atol=2e-5)
     cli_json = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("{")))
-    np.testing.assert_allclose([p["scores"] for p in cli_json["predictions"]], cls.y, atol=2e-5)
+    np.testing.assert_allclose([p["logits"] for p in cli_json["predictions"]], cls.y, atol=2e-5)
 
 
 def test_importing_runtime_pulls_no_heavy_modules():

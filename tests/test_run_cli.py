@@ -38,7 +38,7 @@ def test_json_output_batch(bundles, tmp_path):
     assert [p["index"] for p in out["predictions"]] == list(range(5))
     labels = ["zero", "one", "two"]
     assert [p["label"] for p in out["predictions"]] == [labels[k] for k in cls.y.argmax(1)]
-    np.testing.assert_allclose([p["scores"] for p in out["predictions"]], cls.y, atol=2e-5)
+    np.testing.assert_allclose([p["logits"] for p in out["predictions"]], cls.y, atol=2e-5)
 
 
 def test_loop_mode_solver_steps_and_single_sample(bundles, tmp_path):
@@ -50,7 +50,20 @@ def test_loop_mode_solver_steps_and_single_sample(bundles, tmp_path):
     assert out["mode"] == "loop" and out["tableau"] == "euler" and out["steps"] == 20 and out["field_evaluations"] == 20
     assert len(out["predictions"]) == 1
     # Euler with 20 steps is close to (not equal to) the RK4 reference
-    assert np.abs(np.array(out["predictions"][0]["scores"]) - cls.y[0]).max() < 0.05
+    assert np.abs(np.array(out["predictions"][0]["logits"]) - cls.y[0]).max() < 0.05
+
+
+def test_one_image_without_batch_and_channel_axes(bundles, tmp_path):
+    cls, _ = bundles
+    np.save(tmp_path / "hw.npy", cls.x[0, 0])  # [H, W] of a single-channel model
+    proc = edgeode("run", str(cls.path), str(tmp_path / "hw.npy"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (pred,) = json.loads(proc.stdout)["predictions"]
+    np.testing.assert_allclose(pred["logits"], cls.y[0], atol=2e-5)
+    probs = np.exp(cls.y[0] - cls.y[0].max())
+    probs /= probs.sum()
+    np.testing.assert_allclose(pred["probabilities"], probs, atol=1e-5)
+    assert pred["class"] == int(np.argmax(cls.y[0])) and pred["probability"] == max(pred["probabilities"])
 
 
 def test_text_output_and_dynamics(bundles, tmp_path):
@@ -77,7 +90,7 @@ def test_image_input(bundles, tmp_path):
 
     x = ((pixels / 255.0) * (1 / 255) * 255 - 0.5) / 0.25  # manifest: raw_max 255, scale 1/255, mean .5, std .25
     want = load(cls.path).predict(x[None, None].astype(np.float32))
-    np.testing.assert_allclose(json.loads(proc.stdout)["predictions"][0]["scores"], want[0], atol=1e-5)
+    np.testing.assert_allclose(json.loads(proc.stdout)["predictions"][0]["logits"], want[0], atol=1e-5)
 
 
 def test_errors_exit_2(bundles, tmp_path):

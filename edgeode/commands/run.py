@@ -1,7 +1,11 @@
 """``edgeode run BUNDLE INPUT``: run a bundle with the torch-free runtime and print predictions.
 
-INPUT is a ``.npy`` file (a batch ``[B, ...]`` or one sample without the batch axis) or an image
-file (PNG / PGM; preprocessed as the bundle's manifest says).
+INPUT is a ``.npy`` file of *preprocessed* float input (``(raw * scale - mean) / std`` with the
+manifest's ``input.preprocess``; integer arrays, i.e. raw pixels, are refused with that hint): a batch
+``[B, C, H, W]``, one sample ``[C, H, W]``, or for single-channel models one ``[H, W]`` image. Or an
+image file (PNG / PGM) of raw pixels, preprocessed as the manifest says. ``--json`` gives per sample
+the predicted ``class``, its ``label`` and ``probability`` (softmax), all ``probabilities`` and the
+raw ``logits``.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "run",
         help=HELP,
-        description=HELP + ". INPUT is a .npy array (batch [B, ...] or one sample) or a PNG/PGM image "
-        "(resized and normalised as the manifest says). For a classifier it prints the top classes per sample; "
+        description=HELP + ". INPUT is a .npy array of preprocessed float32 input, (raw * scale - mean) / std "
+        "with the manifest's input.preprocess (batch [B, C, H, W], one sample [C, H, W], or one [H, W] image for a "
+        "single-channel model), or a PNG/PGM image of raw pixels (resized and normalised as the manifest says). For a classifier it prints the top classes per sample; "
         "for a dynamics bundle INPUT holds initial states [B, D] and it prints the state at t1 of each "
         "(the whole trajectory: edgeode.runtime.load(BUNDLE).solve(y0)). Needs numpy and onnxruntime or ai-edge-litert; never imports torch.",
     )
@@ -79,9 +84,12 @@ def _read_input(path: Path, model):
     if path.suffix.lower() != ".npy":
         raise DataError(f"{path}: unknown input type; pass a .npy array or a .png / .pgm image")
     x = read_npy(path)
-    rank = len(model.manifest.input.tensor.shape)
+    shape = model.manifest.input.tensor.shape
+    rank = len(shape)
     if x.ndim == rank - 1:
         x = x[None]
+    elif rank >= 3 and x.ndim == rank - 2 and shape[1] == 1 and tuple(x.shape) == tuple(shape[2:]):
+        x = x[None, None]  # one single-channel image without batch and channel axes, e.g. an 8x8 array
     if x.dtype.kind in "iub":
         raise ShapeError(
             f"{path} holds {x.dtype} values; the model takes preprocessed float32 input. Preprocess first "
@@ -142,10 +150,11 @@ def run(args: argparse.Namespace) -> int:
             k = int(np.argmax(row))
             preds.append({
                 "index": i,
-                "label": labels[k] if labels and k < len(labels) else str(k),
                 "class": k,
-                "score": float(probs[i, k]),
-                "scores": [float(v) for v in row],
+                "label": labels[k] if labels and k < len(labels) else str(k),
+                "probability": float(probs[i, k]),
+                "probabilities": [float(v) for v in probs[i]],
+                "logits": [float(v) for v in row],
             })
     else:
         for i, row in enumerate(out):
@@ -175,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
         if "final_state" in p:
             print(f"  [{p['index']}] final state: " + ", ".join(f"{v:.6g}" for v in p["final_state"]))
             continue
-        order = np.argsort(p["scores"])[::-1][: max(1, args.top)]
+        order = np.argsort(p["logits"])[::-1][: max(1, args.top)]
         row_probs = probs[p["index"]]
         alts = ", ".join(f"{labels[k] if labels and k < len(labels) else k} {row_probs[k]:.3f}" for k in order)
-        print(f"  [{p['index']}] {p['label']}  (p = {p['score']:.3f}; top: {alts})")
+        print(f"  [{p['index']}] {p['label']}  (p = {p['probability']:.3f}; top: {alts})")
     return 0
