@@ -29,6 +29,7 @@ def test_quickstart_runtime_accuracy_equals_torch(tmp_path):
     assert profile["peak_rss_mb"] > 0 and profile["latency_ms"]["p50"] > 0
     assert f"torch (training run)         accuracy {torch_acc:.4f}" in proc.stdout
     assert (out / "bundle" / "manifest.json").is_file() and (out / "run" / "metrics.json").is_file()
+    assert "XNNPACK" not in proc.stderr  # LiteRT's per-interpreter INFO line is filtered (edgeode.runtime.chatter)
 
 
 def test_quickstart_refuses_to_overwrite(tmp_path):

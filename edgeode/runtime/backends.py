@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from edgeode.errors import BackendError, BundleError, ConfigError, Interrupted, ShapeError, did_you_mean
+from edgeode.runtime.chatter import filtered_stderr
 from edgeode.runtime.manifest import Artifact, TensorSpec
 
 __all__ = [
@@ -310,7 +311,8 @@ class TFLiteSession(Session):
     def _new_interpreter(self) -> _Interpreter:
         try:
             it = self._module.Interpreter(model_path=str(self._path), num_threads=self._threads)
-            it.allocate_tensors()
+            with filtered_stderr():  # LiteRT's "INFO: Created ... XNNPACK delegate" on every interpreter
+                it.allocate_tensors()
         except Exception as exc:
             raise BackendError(
                 f"{self.backend} could not load {self.artifact.path} ({type(exc).__name__}: {exc}); the file may need a "
