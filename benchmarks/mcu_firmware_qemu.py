@@ -34,10 +34,21 @@ CXXFLAGS = ("-O2", "-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsaf
 _SAMPLE = re.compile(r"^sample (\d+): class (\d+) \(host (\d+)\) (ok|MISMATCH)")
 
 
-def tflm_sources(src: Path) -> list[Path]:
-    """TFLM's library sources as its Makefile lists them (micro core, reference kernels, the shared TFLite part)."""
+#: kernel source names of ops whose file is not the op's snake-case name
+_KERNEL_FILES = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise_conv", "MEAN": "reduce", "SUM": "reduce",
+                 "REDUCE_MAX": "reduce", "RSQRT": "elementwise", "SQRT": "elementwise", "ABS": "elementwise",
+                 "SIN": "elementwise", "COS": "elementwise", "LOG": "elementwise", "SQUARE": "elementwise",
+                 "AVERAGE_POOL_2D": "pooling", "MAX_POOL_2D": "pooling", "LOGISTIC": "logistic", "RELU": "activations",
+                 "RELU6": "activations"}
+
+
+def tflm_sources(src: Path, ops: list[str]) -> list[Path]:
+    """TFLM's library sources as its Makefile lists them (micro core, the shared TFLite part), with the
+    reference kernels of ``ops`` only (the resolver references no other; this saves most of the build)."""
     micro = src / "tensorflow" / "lite" / "micro"
-    globs = [micro.glob("*.cc"), micro.glob("kernels/*.cc"), micro.glob("arena_allocator/*.cc"),
+    wanted = {_KERNEL_FILES.get(op, op.lower()) for op in ops} | {"kernel_util"}
+    kernels = [p for p in micro.glob("kernels/*.cc") if p.stem.removesuffix("_common") in wanted]
+    globs = [micro.glob("*.cc"), kernels, micro.glob("arena_allocator/*.cc"),
              micro.glob("memory_planner/*.cc"), micro.glob("tflite_bridge/*.cc"),
              (src / "tensorflow" / "lite" / "core").rglob("*.cc"), (src / "tensorflow" / "lite" / "kernels").glob("*.cc"),
              (src / "tensorflow" / "lite" / "kernels" / "internal").glob("*.cc"), (src / "tensorflow" / "compiler").rglob("*.cc")]
@@ -68,7 +79,7 @@ def main() -> int:
     inc = [f"-I{args.tflm}", f"-I{args.flatbuffers}", f"-I{args.gemmlowp}"]
     objdir = args.build / "tflm-obj"
     objdir.mkdir(parents=True, exist_ok=True)
-    sources = tflm_sources(args.tflm)
+    sources = tflm_sources(args.tflm, record["ops"])
     t0 = time.perf_counter()
 
     def compile_tflm(src: Path) -> Path:
