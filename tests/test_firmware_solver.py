@@ -112,6 +112,29 @@ def test_generator_checks_its_arguments():
     assert "#define EDGEODE_STATE_SIZE 5" in src.header
 
 
+def test_field_as_c_equals_onnxruntime_on_the_host(spiral, field_session, tmp_path):
+    """The spiral field translated to C (what the Cortex-M4F proof runs), compiled here, against onnxruntime."""
+    import ctypes
+
+    from edgeode.firmware.field_c import onnx_field_to_c
+    from edgeode.firmware.toolchain import compile_host_library
+
+    _need_cc()
+    field = onnx_field_to_c(spiral.path / "onnx" / "field.onnx")
+    assert field.ops == ("Constant", "Pow", "Gemm", "Tanh") and field.weight_bytes == (2 * 16 + 16 + 16 * 2 + 2) * 4
+    lib = ctypes.CDLL(str(compile_host_library(field.files(), tmp_path, "field")))
+    fp = ctypes.POINTER(ctypes.c_float)
+    fn = lib.field_model_eval
+    fn.argtypes = [ctypes.c_float, fp, fp, ctypes.c_void_p]
+    h = np.random.default_rng(0).uniform(-1.5, 1.5, (50, 2)).astype(np.float32)
+    got = np.empty_like(h)
+    for i in range(len(h)):
+        assert fn(0.0, h[i].ctypes.data_as(fp), got[i].ctypes.data_as(fp), None) == 0
+    expected = field_session.run({"h": h})[0]  # the spiral field is autonomous: its ONNX file has no t
+    # the weights are exact (hex floats); sums in another order and libm's tanhf: a few float32 ulps
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
 def test_field_translator_refuses_unsupported_ops(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
