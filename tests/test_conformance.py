@@ -36,38 +36,29 @@ def _close(got: np.ndarray, ref: np.ndarray, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One tiny ODE-Net per tableau (1 epoch on 64 digits) and the spiral model, trained and exported once."""
+def trained(digits_run, digits_bundle, spiral_run, spiral_bundle, tmp_path_factory):
+    """The shared digits bundle (rk4) and spiral bundle, plus one tiny ODE-Net per other tableau
+    (1 epoch on 64 digits; only float closeness is checked on those, so how well they learned does
+    not matter)."""
     pytest.importorskip("litert_torch", reason="litert-torch is needed to export TFLite")
     from edgeode.export import export_run
     from edgeode.train.checkpoint import TrainConfig, load_run
-    from edgeode.train.data import load_dataset
     from edgeode.train.models import ModelConfig
     from edgeode.train.trainer import train
 
     root = tmp_path_factory.mktemp("conformance")
-    digits = load_dataset("digits")
-    x = digits.x_test[:7].numpy()
-    out = {"x": x}
+    x = digits_run.x[:7]
+    out = {"x": x, "rk4": (digits_bundle, digits_run.ref[:7]), "spiral": (spiral_bundle, spiral_run.y0, spiral_run.ref)}
     for name in TABLEAUS:
+        if name == "rk4":
+            continue
         cfg = TrainConfig(model=ModelConfig(arch="odenet", image_size=8, width=8, downsample=1, steps=2, solver=name),
                           data="digits", epochs=1, batch_size=32, lr=3e-3, train_limit=64, threads=1)
         train(cfg, root / f"run-{name}", progress=False)
-        quantize = ("int8-dynamic", "float16") if name == "rk4" else ()
-        export_run(root / f"run-{name}", root / f"bundle-{name}", quantize=quantize, progress=False)
+        export_run(root / f"run-{name}", root / f"bundle-{name}", progress=False)
         with torch.no_grad():
             ref = load_run(root / f"run-{name}").model(torch.from_numpy(x)).numpy()
         out[name] = (root / f"bundle-{name}", ref)
-    # The spiral data fixes 20 steps per window; euler keeps the unrolled TFLite solve small.
-    cfg = TrainConfig(model=ModelConfig(arch="spiral", steps=20, solver="euler", t0=0.0, t1=0.5, image_size=1,
-                                        in_channels=1, num_classes=1),
-                      data="spiral", epochs=1, batch_size=16, train_limit=32, threads=1)
-    train(cfg, root / "run-spiral", progress=False)
-    export_run(root / "run-spiral", root / "bundle-spiral", progress=False)
-    spiral = load_run(root / "run-spiral")
-    y0 = load_dataset("spiral").x_test[:5]
-    with torch.no_grad():
-        out["spiral"] = (root / "bundle-spiral", y0.numpy(), spiral.model(y0).numpy())
     return out
 
 
@@ -97,21 +88,42 @@ def test_loop_mode_equals_fused_mode(trained, backend):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
+#: Max abs difference from torch allowed for quantized files on the fixture's 32 test digits, from
+#: measurements (tests/conftest.py digits_run; all 360 test digits in brackets), seed 0 / seed 1:
+#: int8-dynamic 0.050-0.060 / 0.060-0.093 (0.090-0.119 / 0.116-0.437: onnxruntime's dynamic
+#: activation range is per batch, so a bigger batch quantizes coarser); float16 0.0020 / 0.0026
+#: (0.0029 / 0.0041). So 2.7x headroom over the worst 32-digit case; both bounds are tighter than
+#: the bundle's own parity bound (0.25 resp. 0.02 times max(1, max |logit|)), also checked here.
+QUANT_ATOL = {"int8-dynamic": 0.25, "float16": 0.02}
+
+
 @pytest.mark.parametrize("backend, precision", [("onnxruntime", "int8-dynamic"), ("litert", "int8-dynamic"),
                                                 ("litert", "float16")])
 @pytest.mark.parametrize("mode", ["fused", "loop"])
-def test_quantized_variants_stay_close_to_torch(trained, backend, precision, mode):
+def test_quantized_variants_stay_close_to_torch(digits_run, digits_bundle, backend, precision, mode):
+    """Quantized files stay within QUANT_ATOL of torch on held-out digits, and keep torch's class on
+    every digit whose torch margin exceeds twice that.
+
+    The class comparison skips near-ties (tests/margins.py): a digit whose two best logits are
+    closer than 2 x QUANT_ATOL may change class under int8 on one CPU and not on another (it did:
+    a barely trained fixture failed this test on an AMD EPYC). The fixture is trained well enough
+    that at least 3/4 of the digits are decided (measured: 31 of 32 at seed 0, 32 of 32 at seed 1).
+    """
     _need_backend(backend)
+    from margins import assert_same_class_where_decided
+
     from edgeode.runtime import load
     from edgeode.runtime.manifest import Manifest
 
-    bundle, ref = trained["rk4"]
+    ref = digits_run.ref
     fmt = "onnx" if backend == "onnxruntime" else "tflite"
-    bound = Manifest.read(bundle).find("fused", fmt, precision).parity_tolerance
-    with load(bundle, backend=backend, mode=mode, precision=precision) as model:
-        got = model.predict(trained["x"])
-    assert float(np.abs(got - ref).max()) <= bound
-    assert (got.argmax(axis=1) == ref.argmax(axis=1)).mean() >= 5 / 7
+    bound = Manifest.read(digits_bundle).find("fused", fmt, precision).parity_tolerance
+    with load(digits_bundle, backend=backend, mode=mode, precision=precision) as model:
+        got = model.predict(digits_run.x)
+    what = f"{backend}/{mode}/{precision}"
+    diff = float(np.abs(got - ref).max())
+    assert diff <= min(bound, QUANT_ATOL[precision]), f"{what}: max abs difference {diff:.3g}"
+    assert_same_class_where_decided(got, ref, QUANT_ATOL[precision], what, min_decided=0.75)
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -170,5 +182,8 @@ def test_run_command_prints_json_predictions(trained, tmp_path, capsys):
     np.save(tmp_path / "x.npy", trained["x"][:3])
     assert main(["run", str(bundle), str(tmp_path / "x.npy"), "--backend", "onnxruntime", "--mode", "loop", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert [p["class"] for p in result["predictions"]] == [int(i) for i in ref[:3].argmax(axis=1)]
+    scores = np.array([p["logits"] for p in result["predictions"]])
+    _close(scores, ref[:3], "run --json scores")
+    # the printed class is the argmax of the printed scores (torch's argmax would hinge on near-ties)
+    assert [p["class"] for p in result["predictions"]] == scores.argmax(axis=1).tolist()
     assert result["mode"] == "loop" and result["backend"] == "onnxruntime"

@@ -52,12 +52,15 @@ def test_runtime_accuracy_equals_torch_accuracy(mnist_bundle, backend, mode):
     n = len(x) if backend == "onnxruntime" else 300  # batch-1 TFLite: a subset keeps the test quick
     with load(bundle, backend=backend, mode=mode) as model:
         scores = model.predict(x[:n])
-    torch_pred = torch_scores[:n].argmax(axis=1)
-    pred = scores.argmax(axis=1)
-    torch_acc = float((torch_pred == y[:n]).mean())
-    acc = float((pred == y[:n]).mean())
-    assert acc == torch_acc, f"{backend}/{mode}: accuracy {acc:.4f} vs torch {torch_acc:.4f}"
-    assert np.array_equal(pred, torch_pred)
-    assert torch_acc > 0.15  # one short epoch: it learned something (chance is 0.1; ~0.24 measured)
+    from margins import assert_same_class_where_decided
+
+    ref = torch_scores[:n]
     bound = 1e-4 * max(1.0, float(np.abs(torch_scores).max()))
-    assert float(np.abs(scores - torch_scores[:n]).max()) <= bound
+    assert float(np.abs(scores - ref).max()) <= bound
+    # Same class as torch on every image whose torch margin exceeds 2 x bound; the accuracy may then
+    # differ by at most the near-tied images (how those fall depends on the CPU's rounding).
+    decided = assert_same_class_where_decided(scores, ref, bound, f"{backend}/{mode}", min_decided=0.9)
+    torch_acc = float((ref.argmax(axis=1) == y[:n]).mean())
+    acc = float((scores.argmax(axis=1) == y[:n]).mean())
+    assert abs(acc - torch_acc) <= (n - decided) / n + 1e-12, f"{backend}/{mode}: accuracy {acc:.4f} vs torch {torch_acc:.4f}"
+    assert torch_acc > 0.15  # one short epoch: it learned something (chance is 0.1; ~0.24 measured)

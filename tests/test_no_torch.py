@@ -11,9 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import runtime_bundles as rb  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 
 BLOCK_TORCH = """
@@ -38,11 +35,9 @@ def _run(body: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    pytest.importorskip("torch", reason="building the test bundles needs torch")
-    pytest.importorskip("onnxruntime")
-    root = tmp_path_factory.mktemp("notorch")
-    return rb.build_classifier(root / "classifier", formats=("onnx",)), rb.build_dynamics(root / "dynamics", formats=("onnx",))
+def bundles(onnx_bundles):
+    """The shared hand-built ONNX classifier and dynamics bundles (tests/conftest.py)."""
+    return onnx_bundles.classifier, onnx_bundles.dynamics
 
 
 def test_runtime_runs_without_torch(bundles, tmp_path):

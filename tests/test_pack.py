@@ -26,31 +26,10 @@ from edgeode.runtime import load, read_bundle  # noqa: E402
 ARCH_TAGS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 
 
-def make_bundle(tmp_path_factory) -> Path:
-    """A real bundle: a tiny ODE-Net trained one epoch on the 8x8 digits, exported to ONNX and TFLite.
-
-    Built once per test session in the session's base temp dir (tests/test_aarch64.py uses it too).
-    """
-    base = tmp_path_factory.getbasetemp()
-    bundle = base / "pack-bundle"
-    if (bundle / "manifest.json").is_file():
-        return bundle
-    pytest.importorskip("torch")
-    from edgeode.export import export_run
-    from edgeode.train.checkpoint import TrainConfig
-    from edgeode.train.models import ModelConfig
-    from edgeode.train.trainer import train
-
-    cfg = TrainConfig(model=ModelConfig(arch="odenet", in_channels=1, image_size=8, num_classes=10, width=8,
-                                        downsample=1, steps=2), data="digits", epochs=1, batch_size=64, lr=3e-3)
-    train(cfg, base / "pack-run", progress=False)
-    export_run(base / "pack-run", bundle, progress=False)
-    return bundle
-
-
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    return make_bundle(tmp_path_factory)
+def bundle(digits_bundle) -> Path:
+    """A real bundle: the shared digits ODE-Net (tests/conftest.py), exported to ONNX and TFLite."""
+    return digits_bundle
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,10 @@ def test_int8_dynamic_runs_on_litert(classifier):
     model = load(classifier.path, backend="litert", precision="int8-dynamic")
     scores = model.predict(classifier.x)
     assert np.abs(scores - classifier.y).max() < 0.05
-    assert (scores.argmax(1) == classifier.y.argmax(1)).mean() >= 0.8
+    # classes only where the torch margin exceeds 2 x 0.05: the untrained fixture has near-ties
+    from margins import assert_same_class_where_decided
+
+    assert_same_class_where_decided(scores, classifier.y, 0.05, "litert int8-dynamic")
 
 
 def test_onnx_dynamic_batch_equals_tflite_fixed_batch(classifier):

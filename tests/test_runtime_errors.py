@@ -24,10 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
-    return rb.build_classifier(tmp_path_factory.mktemp("b") / "classifier", formats=("onnx",))
+def built(onnx_bundles):
+    """The shared hand-built ONNX classifier (tests/conftest.py); tests that damage it use ``bundle``."""
+    return onnx_bundles.classifier
 
 
 @pytest.fixture

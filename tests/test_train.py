@@ -66,8 +66,9 @@ def test_load_run_round_trip(tmp_path: Path) -> None:
         run.predict(torch.zeros(2, 1, 28, 28))
 
 
-def test_save_run_is_atomic_and_refuses_to_clobber(tmp_path: Path) -> None:
-    run = train(_tiny(), tmp_path / "run", progress=False)
+def test_save_run_is_atomic_and_refuses_to_clobber(digits_run, tmp_path: Path) -> None:
+    run = load_run(digits_run.path)
+    save_run(tmp_path / "run", run.model, run.config, run.metrics, run.dataset_info)
     with pytest.raises(ConfigError, match="--overwrite"):
         save_run(tmp_path / "run", run.model, run.config, {"x": 1})
     save_run(tmp_path / "run", run.model, run.config, {"x": 1}, overwrite=True)
@@ -86,12 +87,10 @@ def test_save_run_is_atomic_and_refuses_to_clobber(tmp_path: Path) -> None:
         load_run(tmp_path / "missing")
 
 
-def test_spiral_and_resnet_train(tmp_path: Path) -> None:
-    spiral = TrainConfig(model=ModelConfig(arch="spiral", steps=40, t1=0.5), data="spiral", epochs=1,
-                         batch_size=20, threads=1, train_limit=40)
-    result = train(spiral, tmp_path / "spiral", progress=False)
-    assert result.metrics["test_loss"] > 0 and "test_accuracy" not in result.metrics
-    assert load_run(tmp_path / "spiral").dataset_info["kind"] == "dynamics"
+def test_spiral_and_resnet_train(spiral_run, tmp_path: Path) -> None:
+    spiral = load_run(spiral_run.path)  # the shared spiral run (tests/conftest.py)
+    assert spiral.metrics["test_loss"] > 0 and "test_accuracy" not in spiral.metrics
+    assert spiral.dataset_info["kind"] == "dynamics"
     resnet = _tiny(model={"arch": "resnet", "res_blocks": 2})
     assert train(resnet, tmp_path / "resnet", progress=False).metrics["gradient"] == "backprop"
     bad = TrainConfig(model=ModelConfig(arch="spiral", steps=30, t1=0.5), data="spiral", threads=1)
