@@ -224,26 +224,6 @@ def _step(bar: Any, text: str) -> None:
         bar.update(1)
 
 
-def _resolve_backend(manifest: Any, backend: str, precision: str) -> str:
-    """The backend to measure with, checked here so that a bad choice fails before any child runs.
-
-    Raises:
-        ConfigError: the bundle has no artifacts of ``precision``, or ``backend`` is unknown.
-        BackendError: the backend is not installed or cannot work here (with the install hint).
-    """
-    from edgeode.runtime.backends import BACKEND_FORMAT, backend_available, check_backend
-
-    precisions = sorted({a.precision for a in manifest.artifacts})
-    if precision not in precisions:
-        raise ConfigError(f"the bundle has no {precision} artifacts; it has {precisions}: pass --precision with one of those")
-    formats = {a.format for a in manifest.artifacts if a.precision == precision}
-    if backend == "auto":
-        candidates = [b for b in ("onnxruntime", "litert", "tflite-runtime") if BACKEND_FORMAT[b] in formats]
-        backend = next((b for b in candidates if backend_available(b, precision)), candidates[0] if candidates else "onnxruntime")
-    check_backend(backend, precision)
-    return backend
-
-
 def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: str = "auto", mode: str = "fused",
                    threads: int | None = None, runs: int = 50, warmup: int = 5, batch: int = 1,
                    precision: str = "float32", timeout: float = 300.0, count_macs: bool = True,
@@ -267,7 +247,9 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
     host_cores = cpu_count()
     if threads is None:
         threads = max(1, min(profile.cpu.cores, host_cores))
-    resolved_backend = _resolve_backend(manifest, backend, precision)
+    from edgeode.runtime.backends import choose_backend
+
+    resolved_backend = choose_backend(manifest, backend, precision)  # fails before any child runs
     bar = _progress(progress, 3)
     try:
         scaling = decide_scaling(profile)

@@ -36,7 +36,7 @@ import numpy as np
 
 from edgeode.errors import BackendError, BundleError, ConfigError, Interrupted, ShapeError, did_you_mean
 from edgeode.runtime.chatter import filtered_stderr
-from edgeode.runtime.manifest import Artifact, TensorSpec
+from edgeode.runtime.manifest import Artifact, Manifest, TensorSpec
 
 __all__ = [
     "BACKENDS",
@@ -48,6 +48,7 @@ __all__ = [
     "TFLiteSession",
     "backend_available",
     "check_backend",
+    "choose_backend",
     "open_session",
     "numpy_dtype",
 ]
@@ -108,6 +109,50 @@ def backend_available(name: str, precision: str = "float32") -> bool:
     except BackendError:
         return False
     return True
+
+
+def choose_backend(manifest: Manifest, backend: str = "auto", precision: str = "float32") -> str:
+    """Resolve ``backend`` ("auto" or a name) against what the bundle holds and what is installed.
+
+    The one place a backend is chosen: :func:`edgeode.runtime.load` and ``edgeode profile`` (before
+    any child process starts) both call it. "auto" takes the first of :data:`BACKENDS` whose format
+    the bundle has at ``precision`` and that can run here.
+
+    Raises:
+        ConfigError: the bundle has no artifacts of ``precision``; unknown backend; or a backend for
+            a format the bundle lacks.
+        BackendError: the backend (or, for "auto", every candidate) is not installed or cannot work
+            here; the message has the install hint.
+    """
+    formats = {a.format for a in manifest.artifacts if a.precision == precision}
+    if not formats:
+        have = sorted({(a.format, a.precision) for a in manifest.artifacts})
+        raise ConfigError(
+            f"the bundle has no {precision} artifacts; it has (format, precision) {have}: pass one of those precisions"
+        )
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}{did_you_mean(backend, ('auto', *BACKENDS))}; choose one of: auto, {', '.join(BACKENDS)}")
+        if BACKEND_FORMAT[backend] not in formats:
+            raise ConfigError(
+                f"backend {backend!r} runs {BACKEND_FORMAT[backend]} files but the bundle has only {sorted(formats)} "
+                f"artifacts at precision {precision}; pick a backend for those (or re-export with that format)"
+            )
+        check_backend(backend, precision)
+        return backend
+    reasons = []
+    for name in BACKENDS:
+        if BACKEND_FORMAT[name] not in formats:
+            continue
+        try:
+            check_backend(name, precision)
+        except BackendError as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        return name
+    raise BackendError(
+        f"no installed backend can run this bundle ({sorted(formats)} files, {precision}):\n  " + "\n  ".join(reasons)
+    )
 
 
 class EnginePool:

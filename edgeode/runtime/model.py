@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeode.errors import BackendError, ConfigError, ShapeError, SolverError, did_you_mean
-from edgeode.runtime.backends import BACKEND_FORMAT, BACKENDS, Session, check_backend, open_session
+from edgeode.errors import ConfigError, ShapeError, SolverError
+from edgeode.runtime.backends import BACKEND_FORMAT, Session, choose_backend, open_session
 from edgeode.runtime.bundle import Bundle, read_bundle
 from edgeode.runtime.limits import MAX_STEPS, check_steps, check_work
 from edgeode.runtime.loop import FieldLoop, interval_steps
@@ -48,39 +48,6 @@ def _check_threads(threads: int | None) -> int | None:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be a positive integer (CPU threads for the backend) or None, got {threads!r}")
     return threads
-
-
-def _pick_backend(bundle: Bundle, backend: str, precision: str) -> str:
-    """Resolve ``backend`` ("auto" or a name) against what the bundle holds and what is installed."""
-    formats = {a.format for a in bundle.artifacts(precision=precision)}
-    if not formats:
-        have = sorted({(a.format, a.precision) for a in bundle.manifest.artifacts})
-        raise ConfigError(
-            f"the bundle has no {precision} artifacts; it has (format, precision) {have}: pass one of those precisions"
-        )
-    if backend != "auto":
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}{did_you_mean(backend, ('auto', *BACKENDS))}; choose one of: auto, {', '.join(BACKENDS)}")
-        if BACKEND_FORMAT[backend] not in formats:
-            raise ConfigError(
-                f"backend {backend!r} runs {BACKEND_FORMAT[backend]} files but the bundle has only {sorted(formats)} "
-                f"artifacts at precision {precision}; pick a backend for those (or re-export with that format)"
-            )
-        check_backend(backend, precision)
-        return backend
-    reasons = []
-    for name in BACKENDS:
-        if BACKEND_FORMAT[name] not in formats:
-            continue
-        try:
-            check_backend(name, precision)
-        except BackendError as exc:
-            reasons.append(f"{name}: {exc}")
-            continue
-        return name
-    raise BackendError(
-        f"no installed backend can run this bundle ({sorted(formats)} files, {precision}):\n  " + "\n  ".join(reasons)
-    )
 
 
 def _select(bundle: Bundle, role: str, fmt: str, precision: str, batch: int | None) -> Artifact | None:
@@ -438,7 +405,7 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch must be a positive integer or None, got {batch!r}")
     bundle = read_bundle(bundle_dir)
-    name = _pick_backend(bundle, backend, precision)
+    name = choose_backend(bundle.manifest, backend, precision)
     if tableau is not None:
         tableau = get_tableau(tableau)
     return Model(bundle, name, mode, threads, precision, steps, tableau, batch, engines)
