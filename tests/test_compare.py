@@ -88,3 +88,35 @@ def test_compare_refuses_an_output_it_would_clobber_before_any_work(tmp_path, se
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging directory left beside it
     if setup == "foreign-dir":
         assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_compare_device_figures_follow_calibration_and_emulation_exactly_as_profile(onnx_bundles, tmp_path, monkeypatch):
+    """compare's per-device figures come from the same scaling as `edgeode profile`: a profile calibrated on
+    this host gives the host figures (factor 1), a shipped one the estimate, emulation none at all."""
+    monkeypatch.setenv("EDGEODE_DEVICES_DIR", str(tmp_path))
+    from edgeode.compare.runner import device_figures
+    from edgeode.devices.calibrate import calibrate, save_profile
+    from edgeode.devices.profiler import profile_bundle
+    from edgeode.devices.profiles import load_profile
+
+    save_profile(calibrate("here", seconds=0.1))
+    bundle = onnx_bundles.classifier.path
+
+    def both(device):
+        prof = profile_bundle(bundle, device, runs=3, warmup=1, progress=False, count_macs=False).to_dict()
+        return prof, device_figures(prof, [load_profile(device)])[device]
+
+    for device in ("here", "pi-4b"):
+        prof, row = both(device)
+        assert (row["figures"], row["estimate"], row["scale_factor"]) == (prof["figures"], prof["estimate"],
+                                                                          prof["scaling"]["factor"])
+        assert row["latency_p50_ms"] == prof["latency_ms"]["p50"] and row["energy_proxy_mj"] == prof["energy_proxy_mj"]
+        if device == "here":
+            assert row["estimate"] is False and row["scale_factor"] == 1.0
+            assert row["latency_p50_ms"] == prof["host_latency_undisturbed_ms"]["p50"]
+        else:
+            assert row["estimate"] is True and row["scale_factor"] != 1.0
+    monkeypatch.setenv("EDGEODE_EMULATED", "1")
+    prof, row = both("pi-4b")
+    assert prof["latency_ms"] is None and row["latency_p50_ms"] is None and row["energy_proxy_mj"] is None
+    assert row["figures"] == prof["figures"] and "emulation" in row["figures"]

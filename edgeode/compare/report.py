@@ -94,14 +94,14 @@ def _plot_latency(report: dict, path: Path) -> bool:
     import numpy as np
 
     rows = report["mnist_scale"]
-    devices = [d for d in report["devices"] if all("latency_p50_ms_estimate" in r["per_device"][d] for r in rows)]
+    devices = [d for d in report["devices"] if all(r["per_device"][d].get("latency_p50_ms") is not None for r in rows)]
     if not rows or not devices:
         return False
     fig, ax = plt.subplots(figsize=(1.0 * len(devices) + 3, 4.2))
     width = 0.8 / len(rows)
     x = np.arange(len(devices))
     for k, r in enumerate(rows):
-        ax.bar(x + k * width, [r["per_device"][d]["latency_p50_ms_estimate"] for d in devices], width, label=r["model"])
+        ax.bar(x + k * width, [r["per_device"][d]["latency_p50_ms"] for d in devices], width, label=r["model"])
     ax.set_xticks(x + width * (len(rows) - 1) / 2, devices, rotation=40, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("p50 latency per inference (ms, estimate)")

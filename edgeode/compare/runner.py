@@ -24,14 +24,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeode.devices.hostinfo import cpu_count, cpu_model, sgemm_gflops
-from edgeode.devices.power import energy_proxy
-from edgeode.devices.profiler import fit_verdict, profile_bundle, ram_need
+from edgeode.devices.hostinfo import cpu_count, cpu_model, host_reference
+from edgeode.devices.profiler import device_timings, fit_verdict, profile_bundle, ram_need
 from edgeode.devices.profiles import DeviceProfile, list_profiles, load_profile
+from edgeode.devices.scaling import decide_scaling
 from edgeode.errors import ConfigError
 from edgeode.fsutil import commit_dir, make_staging_dir
 
-__all__ = ["CompareConfig", "run_compare", "MNIST_ARCHS"]
+__all__ = ["CompareConfig", "run_compare", "device_figures", "MNIST_ARCHS"]
 
 MNIST_ARCHS = ("odenet", "rknet", "resnet", "vgg")
 
@@ -90,27 +90,33 @@ def _bar(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="model", disable=not enabled, file=sys.stderr)
 
 
-def _device_estimates(profiles: list[DeviceProfile], host_gflops: float, peak_mb: float, floor_mb: float,
-                      storage_mb: float, host_p50_ms: float | None, host_cpu_ms: float | None,
-                      arena_mb: float | None) -> dict[str, Any]:
-    """Per device: the fits verdict and (scaled) latency/energy estimates from one host measurement."""
+def device_figures(prof: dict[str, Any], profiles: list[DeviceProfile]) -> dict[str, Any]:
+    """Per device: the fits verdict and the time figures, from one host profile (``profile_bundle``).
+
+    Each device's figures come from :func:`edgeode.devices.scaling.decide_scaling` and
+    :func:`edgeode.devices.profiler.device_timings`, exactly as ``edgeode profile --device`` gives
+    them: measured on a device calibrated on this host, refused under emulation, else estimates.
+    """
     out = {}
     for p in profiles:
-        need, basis = ram_need(p, peak_mb, floor_mb, arena_mb)
-        v = fit_verdict(p, need, storage_mb, basis)
+        need, basis = ram_need(p, prof["peak_rss_mb"], prof["runtime_floor_mb"],
+                               (prof.get("macs") or {}).get("peak_activation_mb"))
+        v = fit_verdict(p, need, prof["bundle_size_mb"], basis)
         row: dict[str, Any] = {"fits": v.fits, "message": v.message, "ram_needed_mb": need,
                                "ram_available_mb": v.ram_available_mb}
-        if host_p50_ms is not None and host_cpu_ms is not None:
-            f = host_gflops / p.cpu.gflops_1t
-            e = energy_proxy(host_cpu_ms * f / 1e3, host_p50_ms * f / 1e3, p.power.idle_w, p.power.load_w, p.cpu.cores)
-            row.update({"latency_p50_ms_estimate": host_p50_ms * f, "energy_proxy_mj_estimate": e.dynamic_mj,
-                        "scale_factor": f})
+        host_latency = prof.get("host_latency_undisturbed_ms")
+        if host_latency is not None and prof.get("host_cpu_ms_per_inference") is not None:
+            scaling = decide_scaling(p)
+            t = device_timings(p, scaling, host_latency, prof["host_cpu_ms_per_inference"] / 1e3)
+            row.update({"figures": scaling.label, "estimate": not scaling.on_device, "scale_factor": scaling.factor,
+                        "latency_p50_ms": t.latency_ms["p50"] if t.latency_ms else None,
+                        "energy_proxy_mj": t.energy.dynamic_mj if t.energy else None})
         out[p.name] = row
     return out
 
 
-def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile, profiles: list[DeviceProfile],
-                 host_gflops: float) -> tuple[list[dict], dict]:
+def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
+                 profiles: list[DeviceProfile]) -> tuple[list[dict], dict]:
     from edgeode.export import export_run
     from edgeode.train.checkpoint import TrainConfig
     from edgeode.train.data import load_dataset
@@ -159,10 +165,7 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile, profiles
             "field_evaluations": prof.get("field_evaluations"),
             "fits": prof["fits"],
             "figures": prof["figures"],
-            "per_device": _device_estimates(profiles, host_gflops, prof["peak_rss_mb"], prof["runtime_floor_mb"],
-                                            prof["bundle_size_mb"],
-                                            prof["host_latency_ms"]["p50"], prof.get("host_cpu_ms_per_inference"),
-                                            (prof.get("macs") or {}).get("peak_activation_mb")),
+            "per_device": device_figures(prof, profiles),
         })
         if bar is not None:
             bar.update(1)
@@ -171,12 +174,6 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile, profiles
     info = {"data": cfg.data, "train_examples": int(len(data.y_train)), "test_examples": int(len(data.y_test)),
             "input_shape": list(data.input_shape)}
     return rows, info
-
-
-def _floor_mb() -> float:
-    from edgeode.devices.measure import run_child
-
-    return run_child(["floor", "--backend", "onnxruntime", "--threads", "1"], timeout=120).peak_rss_mb
 
 
 def _imagenet_scale(cfg: CompareConfig, profiles: list[DeviceProfile], floor_mb: float) -> list[dict]:
@@ -295,15 +292,15 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
 def _build_report(cfg: CompareConfig, out: Path, profile: DeviceProfile,
                   profiles: list[DeviceProfile]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    host_gflops = sgemm_gflops()
-    mnist, data_info = _mnist_scale(cfg, out, profile, profiles, host_gflops)
-    floor = _floor_mb()
+    mnist, data_info = _mnist_scale(cfg, out, profile, profiles)
+    # the runtime floor each profile measured (python + numpy + onnxruntime with a trivial session)
+    floor = min(r["runtime_floor_mb"] for r in mnist)
     imagenet = _imagenet_scale(cfg, profiles, floor) if cfg.imagenet else []
     report: dict[str, Any] = {
         "device": profile.name,
         "device_display_name": profile.display_name,
         "config": asdict(cfg),
-        "host": {"cpu": cpu_model(), "cores": cpu_count(), "sgemm_gflops_1t": host_gflops},
+        "host": {"cpu": cpu_model(), "cores": cpu_count(), "sgemm_gflops_1t": host_reference().gflops},
         "data": data_info,
         "runtime_floor_mb": floor,
         "mnist_scale": mnist,

@@ -28,12 +28,12 @@ from typing import Any
 
 from edgeode.devices.hostinfo import cpu_count
 from edgeode.devices.measure import ChildFailed, ChildRun, run_child
-from edgeode.devices.power import energy_proxy, rapl_readable
+from edgeode.devices.power import EnergyEstimate, energy_proxy, rapl_readable
 from edgeode.devices.profiles import DeviceProfile, load_profile
 from edgeode.devices.scaling import Scaling, decide_scaling
 from edgeode.errors import ConfigError
 
-__all__ = ["FitVerdict", "ProfileReport", "profile_bundle", "fit_verdict", "ram_need", "percentiles", "dir_size_mb"]
+__all__ = ["DeviceTimings", "device_timings", "FitVerdict", "ProfileReport", "profile_bundle", "fit_verdict", "ram_need", "percentiles", "dir_size_mb"]
 
 SPINNING_NOTE = ("ONNX Runtime idle spinning is off (session.intra_op.allow_spinning=0, set by edgeode.runtime): "
                  "CPU time counts work, not spinning threads")
@@ -131,6 +131,42 @@ def _uncertainty(latencies_ms: list[float], scaling: Scaling) -> dict[str, Any]:
             "parts": {"median_standard_error": median_se, "host_reference_spread": ref},
             "model": "the scaling model itself: about x0.5 to x2 for conv/GEMM-bound models (see `edgeode devices "
                      "show DEVICE`)"}
+
+
+@dataclass(frozen=True)
+class DeviceTimings:
+    """Time-derived figures for a device, from host measurements and a :class:`Scaling`.
+
+    All ``None`` when the scaling refuses device figures (emulation). On a calibrated device the
+    factor is 1: the host figures are the device's.
+    """
+
+    latency_ms: dict[str, float] | None
+    cpu_ms_per_inference: float | None
+    energy: EnergyEstimate | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys ``edgeode profile --json`` reports them under."""
+        e = self.energy
+        return {"latency_ms": self.latency_ms, "cpu_ms_per_inference": self.cpu_ms_per_inference,
+                "energy_proxy_mj": e.dynamic_mj if e else None, "energy_proxy_with_idle_mj": e.with_idle_mj if e else None}
+
+
+def device_timings(profile: DeviceProfile, scaling: Scaling, host_latency_ms: dict[str, float],
+                   host_cpu_s: float) -> DeviceTimings:
+    """Scale host latency percentiles (of the undisturbed runs) and CPU-seconds per inference to ``profile``.
+
+    The one place host timings become device timings: ``edgeode profile`` uses it for its device and
+    ``edgeode compare`` for every device, so both give the same figures for the same measurements
+    (a calibrated profile, emulation and the host reference apply to both through ``scaling``).
+    Energy by the CPU-time proxy (:mod:`edgeode.devices.power`), wall time = mean latency.
+    """
+    if scaling.factor is None:
+        return DeviceTimings(None, None, None)
+    f = scaling.factor
+    e = energy_proxy(host_cpu_s * f, host_latency_ms["mean"] / 1e3 * f, profile.power.idle_w, profile.power.load_w,
+                     profile.cpu.cores)
+    return DeviceTimings({k: v * f for k, v in host_latency_ms.items()}, host_cpu_s * f * 1e3, e)
 
 
 def dir_size_mb(path: str | Path) -> float:
@@ -342,21 +378,14 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         "host_cpu_ms_per_inference": cpu_host_s * 1e3,
         "host_load_time_ms": res["load_s"] * 1e3,
     })
-    if scaling.factor is not None:
-        f = scaling.factor
-        d["latency_ms"] = {k: v * f for k, v in lat_calm.items()}
+    timings = device_timings(profile, scaling, lat_calm, cpu_host_s)
+    d.update(timings.to_dict())
+    if timings.energy is not None:
+        f, e = scaling.factor, timings.energy
         d["latency_uncertainty"] = _uncertainty(calm.latencies_ms, scaling)
-        d["cpu_ms_per_inference"] = cpu_host_s * f * 1e3
-        e = energy_proxy(cpu_host_s * f, lat_calm["mean"] / 1e3 * f, profile.power.idle_w, profile.power.load_w, profile.cpu.cores)
-        d["energy_proxy_mj"] = e.dynamic_mj
-        d["energy_proxy_with_idle_mj"] = e.with_idle_mj
-        worked = (f"; here {cpu_host_s * f * 1e3:.3g} ms x {e.per_core_w:.3g} W = {e.dynamic_mj:.3g} mJ dynamic, "
+        worked = (f"; here {timings.cpu_ms_per_inference:.3g} ms x {e.per_core_w:.3g} W = {e.dynamic_mj:.3g} mJ dynamic, "
                   f"+ {profile.power.idle_w:g} W x {lat_calm['mean'] * f:.3g} ms = {e.with_idle_mj:.3g} mJ total")
     else:
-        d["latency_ms"] = None
-        d["cpu_ms_per_inference"] = None
-        d["energy_proxy_mj"] = None
-        d["energy_proxy_with_idle_mj"] = None
         worked = ""
         notes.append(f"no device timings: {scaling.emulation}; host figures are under host_*")
     d["energy_model"] = (f"dynamic = CPU time x (load_w - idle_w) / cores = CPU time x ({profile.power.load_w:g} - "
