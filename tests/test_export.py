@@ -235,7 +235,7 @@ def test_gate_rejects_a_file_that_computes_something_else(tmp_path):
         ref = model(x).numpy()
     job = Job("model", "onnx", "onnx/model.onnx",
               lambda path: export_onnx(wrong, (x[:2],), ["x"], ["logits"], path, ("x",)),
-              [ParityCase({"x": x.numpy()}, ref, ("x",))], None, ["x"])
+              [ParityCase({"x": x.numpy()}, ref, ("x",))], None)
     with pytest.raises(ParityError, match=r"onnx/model.onnx .*differs from torch by 0.01"):
         _build_artifact(job, tmp_path, 1e-3, {})
 

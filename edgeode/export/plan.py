@@ -40,9 +40,7 @@ class Job:
     build: Callable[[Path], None]
     cases: list[ParityCase]
     batch: int | None
-    input_order: list[str]
     precision: str = "float32"
-    source: str | None = None  # for quantized variants: the float artifact's path
 
 
 @dataclass
@@ -124,30 +122,30 @@ def plan_jobs(p: Prepared, formats: tuple[str, ...], tflite_batch: int) -> list[
         if p.arch in ("resnet", "vgg"):
             jobs.append(Job("model", "onnx", "onnx/model.onnx",
                             lambda path: export_onnx(p.model, (xb,), ["x"], ["logits"], path, ("x",)),
-                            [ParityCase({"x": _np(x)}, _np(p.refs["logits"]), ("x",))], None, ["x"]))
+                            [ParityCase({"x": _np(x)}, _np(p.refs["logits"]), ("x",))], None))
         else:
             h0 = p.refs["h0"][:2].contiguous()
             jobs.append(Job("field", "onnx", "onnx/field.onnx",
                             lambda path: export_onnx(p.field, (torch.tensor(p.t0), h0), ["t", "h"], ["dh"], path, ("h",)),
-                            _field_cases(p), None, ["t", "h"]))
+                            _field_cases(p), None))
             if p.kind == "dynamics":
                 jobs.append(Job("fused", "onnx", "onnx/fused.onnx", _fused_trajectory_builder(p), [
                     ParityCase({"y0": _np(x)}, _np(p.refs["states"]), ("y0",), out_batch_axis=1),
                     ParityCase({"y0": _np(x), "steps": np.array(p.steps + 3, np.int64)}, _np(p.refs["states_alt"]),
                                ("y0",), out_batch_axis=1),
-                ], None, ["y0", "steps"]))
+                ], None))
             else:
                 hT = p.refs["hT"][:2].contiguous()
                 jobs.append(Job("encoder", "onnx", "onnx/encoder.onnx",
                                 lambda path: export_onnx(p.encoder, (xb,), ["x"], ["h"], path, ("x",)),
-                                [ParityCase({"x": _np(x)}, _np(p.refs["h0"]), ("x",))], None, ["x"]))
+                                [ParityCase({"x": _np(x)}, _np(p.refs["h0"]), ("x",))], None))
                 jobs.append(Job("head", "onnx", "onnx/head.onnx",
                                 lambda path: export_onnx(p.head, (hT,), ["h"], ["logits"], path, ("h",)),
-                                [ParityCase({"h": _np(p.refs["hT"])}, _np(p.refs["head"]), ("h",))], None, ["h"]))
+                                [ParityCase({"h": _np(p.refs["hT"])}, _np(p.refs["head"]), ("h",))], None))
                 jobs.append(Job("fused", "onnx", "onnx/fused.onnx", _fused_classifier_builder(p), [
                     ParityCase({"x": _np(x)}, _np(p.refs["logits"]), ("x",)),
                     ParityCase({"x": _np(x), "steps": np.array(p.steps + 3, np.int64)}, _np(p.refs["logits_alt"]), ("x",)),
-                ], None, ["x", "steps"]))
+                ], None))
     if "tflite" in formats:
         from edgeode.export.tflite_export import convert_tflite
 
@@ -155,30 +153,30 @@ def plan_jobs(p: Prepared, formats: tuple[str, ...], tflite_batch: int) -> list[
         if p.arch in ("resnet", "vgg"):
             jobs.append(Job("model", "tflite", "tflite/model.tflite",
                             lambda path: convert_tflite(p.model, {"x": xt}, "logits", path),
-                            [ParityCase({"x": _np(x)}, _np(p.refs["logits"]), ("x",))], tb, ["x"]))
+                            [ParityCase({"x": _np(x)}, _np(p.refs["logits"]), ("x",))], tb))
         else:
             h0 = p.refs["h0"][:1].expand(tb, *p.state_shape).contiguous()
             jobs.append(Job("field", "tflite", "tflite/field.tflite",
                             lambda path: convert_tflite(p.field, {"t": torch.tensor(p.t0), "h": h0}, "dh", path),
-                            _field_cases(p), tb, ["t", "h"]))
+                            _field_cases(p), tb))
             if p.kind == "dynamics":
                 traj = UnrolledTrajectory(p.field, p.tableau, p.t0, p.t1, p.steps).eval()
                 jobs.append(Job("fused", "tflite", "tflite/fused.tflite",
                                 lambda path: convert_tflite(traj, {"y0": h0}, "states", path),
                                 [ParityCase({"y0": _np(x)}, _np(p.refs["states"]), ("y0",), out_batch_axis=1)],
-                                tb, ["y0"]))
+                                tb))
             else:
                 hT = p.refs["hT"][:1].expand(tb, *p.state_shape).contiguous()
                 jobs.append(Job("encoder", "tflite", "tflite/encoder.tflite",
                                 lambda path: convert_tflite(p.encoder, {"x": xt}, "h", path),
-                                [ParityCase({"x": _np(x)}, _np(p.refs["h0"]), ("x",))], tb, ["x"]))
+                                [ParityCase({"x": _np(x)}, _np(p.refs["h0"]), ("x",))], tb))
                 jobs.append(Job("head", "tflite", "tflite/head.tflite",
                                 lambda path: convert_tflite(p.head, {"h": hT}, "logits", path),
-                                [ParityCase({"h": _np(p.refs["hT"])}, _np(p.refs["head"]), ("h",))], tb, ["h"]))
+                                [ParityCase({"h": _np(p.refs["hT"])}, _np(p.refs["head"]), ("h",))], tb))
                 fused = UnrolledClassifier(p.encoder, p.field, p.head, p.tableau, p.t0, p.t1, p.steps).eval()
                 jobs.append(Job("fused", "tflite", "tflite/fused.tflite",
                                 lambda path: convert_tflite(fused, {"x": xt}, "logits", path),
-                                [ParityCase({"x": _np(x)}, _np(p.refs["logits"]), ("x",))], tb, ["x"]))
+                                [ParityCase({"x": _np(x)}, _np(p.refs["logits"]), ("x",))], tb))
     return jobs
 
 

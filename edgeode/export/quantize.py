@@ -47,8 +47,7 @@ def quantized_jobs(jobs: list[Job], quantize: tuple[str, ...], bundle: Path) -> 
                 continue
             source = bundle / job.path
             builder = _onnx_builder(source) if job.format == "onnx" else _tflite_builder(source, precision)
-            out.append(replace(job, path=_quant_path(job.path, precision), build=builder, precision=precision,
-                               source=job.path))
+            out.append(replace(job, path=_quant_path(job.path, precision), build=builder, precision=precision))
     return out
 
 
