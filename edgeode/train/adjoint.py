@@ -36,7 +36,7 @@ from torch import nn
 
 from edgeode.errors import ConfigError
 from edgeode.tableaus import ButcherTableau, get_tableau
-from edgeode.train.solver import VectorField, check_steps, solve
+from edgeode.train.solver import VectorField, check_steps, rk_step, solve
 
 __all__ = ["odeint_adjoint"]
 
@@ -47,22 +47,6 @@ def _params_of(field: VectorField) -> list[torch.Tensor]:
     if isinstance(field, nn.Module):
         return [p for p in field.parameters() if p.requires_grad]
     return []
-
-
-def _rk_step_tuple(fn, t: torch.Tensor, y: _State, dt: torch.Tensor, tableau: ButcherTableau) -> _State:
-    """One explicit RK step on a tuple state (the augmented system)."""
-    ks: list[_State] = []
-    for a_row, c_i in zip(tableau.a, tableau.c, strict=False):
-        stage = y
-        for a_ij, k_j in zip(a_row, ks, strict=False):
-            if a_ij != 0.0:
-                stage = tuple(s + (dt * a_ij) * k for s, k in zip(stage, k_j, strict=False))
-        ks.append(fn(t + c_i * dt, stage))
-    out = y
-    for b_i, k_i in zip(tableau.b, ks, strict=False):
-        if b_i != 0.0:
-            out = tuple(o + (dt * b_i) * k for o, k in zip(out, k_i, strict=False))
-    return out
 
 
 class _OdeintAdjoint(torch.autograd.Function):
@@ -101,7 +85,7 @@ class _OdeintAdjoint(torch.autograd.Function):
         with torch.no_grad():
             for n in range(steps, 0, -1):
                 t = torch.tensor(float(ctx.t0) + n * dt, dtype=dtype, device=device)
-                state = _rk_step_tuple(augmented, t, state, neg_dt, tableau)
+                state = rk_step(augmented, t, state, neg_dt, tableau)
                 if ctx.trajectory:
                     state = (state[0], state[1] + grad_out[n - 1], *state[2:])
         grad_h0 = state[1]

@@ -17,6 +17,8 @@ __all__ = ["VectorField", "rk_step", "odeint", "solve", "check_steps", "time_gri
 
 #: f(t, h) -> dh/dt, with t a 0-dim tensor of h's dtype.
 VectorField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: A solver state: one tensor, or a tuple of tensors (an augmented system such as the adjoint's).
+State = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 def check_steps(steps: int, name: str = "steps") -> int:
@@ -26,19 +28,31 @@ def check_steps(steps: int, name: str = "steps") -> int:
     return steps
 
 
-def rk_step(field: VectorField, t: torch.Tensor, h: torch.Tensor, dt: torch.Tensor, tableau: ButcherTableau) -> torch.Tensor:
-    """One explicit Runge–Kutta step from (t, h) of size dt."""
-    ks: list[torch.Tensor] = []
+def _axpy(y, c: torch.Tensor, k):
+    """``y + c * k`` for a tensor state or, element by element, a tuple state."""
+    if isinstance(y, tuple):
+        return tuple(y_i + c * k_i for y_i, k_i in zip(y, k, strict=True))
+    return y + c * k
+
+
+def rk_step(field: VectorField, t: torch.Tensor, h: State, dt: torch.Tensor, tableau: ButcherTableau) -> State:
+    """One explicit Runge–Kutta step from (t, h) of size dt (Butcher 2016, §23).
+
+    ``h`` is a tensor, or a tuple of tensors for an augmented system (the adjoint's backward solve,
+    :mod:`edgeode.train.adjoint`); ``field`` then returns a tuple of the same structure. The one RK
+    step of the solver, the adjoint and the export (which traces :func:`solve`).
+    """
+    ks: list[State] = []
     for a_row, c_i in zip(tableau.a, tableau.c, strict=False):
         y = h
         for a_ij, k_j in zip(a_row, ks, strict=False):
             if a_ij != 0.0:
-                y = y + (dt * a_ij) * k_j
+                y = _axpy(y, dt * a_ij, k_j)
         ks.append(field(t + c_i * dt, y))
     out = h
     for b_i, k_i in zip(tableau.b, ks, strict=False):
         if b_i != 0.0:
-            out = out + (dt * b_i) * k_i
+            out = _axpy(out, dt * b_i, k_i)
     return out
 
 
