@@ -5,8 +5,8 @@ The project's own files are compiled unchanged, except that ``src/main.cpp`` (th
 replaced by an emulator entry that prints through semihosting, and ``<Chirale_TensorFlowLite.h>`` is an
 empty header: the TFLM headers it would bring are on the include path. TFLM is built from the source
 tree given with ``--tflm`` (reference kernels; objects cached in ``--build``), with FlatBuffers headers
-at the version that tree's ``schema_generated.h`` asserts (``--flatbuffers``) and gemmlowp's fixedpoint
-headers (Debian's ``libgemmlowp-dev``). The firmware prints each sample's class beside the host TFLM
+at the version that tree's ``schema_generated.h`` asserts (``--flatbuffers``), gemmlowp's fixedpoint
+headers (Debian's ``libgemmlowp-dev``) and a no-op stand-in for ruy's profiler label. The firmware prints each sample's class beside the host TFLM
 loop's (packed into the project by ``edgeode pack``); this script checks them and writes
 ``benchmarks/results/mcu_firmware_qemu.{md,json}``. It takes minutes (TFLM compiles ~170 files once).
 
@@ -76,7 +76,14 @@ def main() -> int:
         return 2
     cxx = tools.gcc.replace("gcc", "g++")
     record = json.loads((args.project / "edgeode-pack.json").read_text())
-    inc = [f"-I{args.tflm}", f"-I{args.flatbuffers}", f"-I{args.gemmlowp}"]
+    # ruy's profiler label, a no-op unless RUY_PROFILER is defined (as in ruy itself): the one ruy header TFLM's
+    # reference kernels include
+    stubs = args.build / "stubs"
+    (stubs / "ruy" / "profiler").mkdir(parents=True, exist_ok=True)
+    (stubs / "ruy" / "profiler" / "instrumentation.h").write_text(
+        "#pragma once\nnamespace ruy { namespace profiler { class ScopeLabel { public:\n"
+        "  template <typename... Args> explicit ScopeLabel(Args...) {}\n}; } }\n")
+    inc = [f"-I{args.tflm}", f"-I{args.flatbuffers}", f"-I{args.gemmlowp}", f"-I{stubs}"]
     objdir = args.build / "tflm-obj"
     objdir.mkdir(parents=True, exist_ok=True)
     sources = tflm_sources(args.tflm, record["ops"])

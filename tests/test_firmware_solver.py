@@ -8,18 +8,12 @@ tests need a C compiler; the Cortex-M4F test needs arm-none-eabi-gcc, newlib and
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import runtime_bundles as rb  # noqa: E402
-
-from edgeode.errors import ConfigError, ExportError, SolverError, TableauError  # noqa: E402
-from edgeode.firmware import generate_solver  # noqa: E402
-from edgeode.tableaus import TABLEAUS, ButcherTableau  # noqa: E402
+from edgeode.errors import ConfigError, ExportError, SolverError, TableauError
+from edgeode.firmware import generate_solver
+from edgeode.tableaus import TABLEAUS, ButcherTableau
 
 #: Ralston's second-order method: not among edgeode's named tableaus ("any tableau").
 RALSTON = ButcherTableau("ralston", a=((), (2 / 3,)), b=(1 / 4, 3 / 4), c=(0.0, 2 / 3), order=2)
@@ -27,10 +21,9 @@ Y0 = np.array([[0.6, -0.4], [-0.3, 0.5], [0.1, 0.2]], np.float32)
 
 
 @pytest.fixture(scope="module")
-def spiral(tmp_path_factory):
-    pytest.importorskip("torch", reason="building the spiral test bundle needs torch")
-    pytest.importorskip("onnxruntime")
-    return rb.build_dynamics(tmp_path_factory.mktemp("fw") / "dynamics", formats=("onnx",))
+def spiral(onnx_bundles):
+    """The tiny ONNX spiral dynamics bundle of tests/conftest.py (an MLP field on h**3)."""
+    return onnx_bundles.dynamics
 
 
 @pytest.fixture(scope="module")

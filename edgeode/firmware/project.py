@@ -59,13 +59,16 @@ class Board:
     platformio: str  # template
     entry: str  # template of src/main.cpp
     board_include: str  # line(s) at the top of edgeode_firmware.cpp
+    #: RAM the firmware's static arrays (arenas, solver state) can live in, when less than the profile's
+    #: ram_mb: the ESP32-S3's 8 MB PSRAM is not where .bss goes, its 512 KB internal SRAM is
+    static_ram_bytes: int | None = None
 
 
 BOARDS: dict[str, Board] = {
     "nano-33-ble-sense": Board("nano-33-ble-sense", "nano33ble", "arduino", "Chirale_TensorFLowLite 2.0.0",
                                "platformio_nano.ini.in", "main_arduino.cpp", "#include <Chirale_TensorFlowLite.h>\n\n"),
     "esp32-s3": Board("esp32-s3", "esp32-s3", "espidf", "espressif/esp-tflite-micro ^1.4 (with ESP-NN)",
-                      "platformio_esp.ini.in", "main_espidf.cpp", ""),
+                      "platformio_esp.ini.in", "main_espidf.cpp", "", static_ram_bytes=512 * 1024),
 }
 
 
@@ -222,7 +225,7 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
     buffers = 4 * (2 * state_size + output_size)
     reserved = int(profile.os_reserved_mb * _MIB)
     ram = sum(arenas.values()) + solver_ram + buffers
-    ram_board = int(profile.ram_mb * _MIB)
+    ram_board = min(int(profile.ram_mb * _MIB), board.static_ram_bytes or 1 << 62)
     models = {n.role: len(n.data) for n in nets}
     flash = sum(models.values()) + CODE_BYTES_ESTIMATE
     flash_board = int(profile.storage_mb * _MIB)
