@@ -16,7 +16,6 @@ Writes ``report.md``, ``report.json`` and PNG plots (:mod:`edgeode.compare.repor
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from edgeode.devices.profiler import device_timings, fit_verdict, profile_bundle
 from edgeode.devices.profiles import DeviceProfile, list_profiles, load_profile
 from edgeode.devices.scaling import decide_scaling
 from edgeode.errors import ConfigError
-from edgeode.fsutil import commit_dir, make_staging_dir
+from edgeode.fsutil import commit_dir, discard_dir, make_staging_dir
 
 __all__ = ["CompareConfig", "run_compare", "device_figures", "MNIST_ARCHS"]
 
@@ -284,7 +283,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
         report = _build_report(cfg, stage, profile, profiles)
         commit_dir(stage, out)
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        discard_dir(stage)
         raise
     return report
 

@@ -8,7 +8,6 @@ until the new one is complete.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from edgeode.errors import ConfigError, DataError, ParityError
 from edgeode.export.parity import check_parity, tolerance_for
 from edgeode.export.plan import Job, plan_jobs, prepare
 from edgeode.export.specs import onnx_specs, tflite_specs
-from edgeode.fsutil import commit_dir, make_staging_dir
+from edgeode.fsutil import commit_dir, discard_dir, make_staging_dir
 from edgeode.runtime.bundle import sha256_file
 from edgeode.runtime.manifest import (
     MANIFEST_NAME,
@@ -182,7 +181,7 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
         Manifest.read(tmp)  # the strict parser accepts what we wrote
         commit_dir(tmp, out_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_dir(tmp)
         raise
     return manifest
 

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgeode.errors import ConfigError, PackError
-from edgeode.fsutil import commit_dir, make_staging_dir, umask
+from edgeode.fsutil import commit_dir, discard_dir, make_staging_dir, umask
 from edgeode.pack import notes, wheelhouse
 from edgeode.runtime.bundle import Bundle, read_bundle
 from edgeode.runtime.manifest import MANIFEST_NAME, Artifact
@@ -157,7 +157,7 @@ def _staging(out_dir: Path, force: bool) -> Iterator[Path]:
         yield tmp
         commit_dir(tmp, out_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_dir(tmp)
         raise
 
 

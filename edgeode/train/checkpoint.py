@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from edgeode.errors import CheckpointError, ConfigError, ShapeError
-from edgeode.fsutil import atomic_write_json, commit_dir, make_staging_dir
+from edgeode.fsutil import atomic_write_json, commit_dir, discard_dir, make_staging_dir
 from edgeode.train.data import DATASETS
 from edgeode.train.models import ModelConfig, build_model
 
@@ -189,7 +188,7 @@ def commit_run_dir(tmp_dir: str | Path, run_dir: str | Path, overwrite: bool = F
     """Move the finished temporary run directory into place (replacing an old run only if ``overwrite``)."""
     tmp_dir, run_dir = Path(tmp_dir), Path(run_dir).expanduser()
     if run_dir.exists() and not (run_dir.is_dir() and (overwrite or not any(run_dir.iterdir()))):
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        discard_dir(tmp_dir)
         raise ConfigError(f"-o/--out {run_dir} appeared while training; pass --overwrite or choose a new directory")
     return commit_dir(tmp_dir, run_dir)
 
@@ -206,7 +205,7 @@ def save_run(run_dir: str | Path, model: nn.Module, config: TrainConfig, metrics
         write_run_files(tmp, model, config, metrics, dataset_info)
         return commit_run_dir(tmp, run_dir, overwrite)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_dir(tmp)
         raise
 
 

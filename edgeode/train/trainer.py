@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
 from edgeode.errors import ConfigError, EdgeodeError, ShapeError, SolverError
+from edgeode.fsutil import discard_dir
 from edgeode.train.checkpoint import (
     TrainConfig,
     check_input_shape,
@@ -214,7 +214,7 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True, overw
         return TrainResult(run_dir=run_dir, model=model, config=config, metrics=metrics)
     finally:
         if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+            discard_dir(tmp_dir)
         ctx.close()
 
 
