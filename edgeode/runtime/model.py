@@ -23,6 +23,7 @@ reentrant; TFLite interpreters are pooled, one per concurrent caller up to the C
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,19 @@ def _check_threads(threads: int | None) -> int | None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be a positive integer (CPU threads for the backend) or None, got {threads!r}")
+    most = max_threads()
+    if threads > most:
+        shown = threads if threads.bit_length() < 64 else f"an integer of {threads.bit_length()} bits"
+        raise ConfigError(
+            f"threads = {shown} is more than {most} (4 x this machine's {os.cpu_count() or 1} CPUs): more threads than "
+            "cores only slow a run down, and thousands take minutes to start; pass at most the number of cores"
+        )
     return threads
+
+
+def max_threads() -> int:
+    """The most backend threads a :class:`Model` accepts: 4 x the CPUs (at least 8)."""
+    return max(8, 4 * (os.cpu_count() or 1))
 
 
 def _select(bundle: Bundle, role: str, fmt: str, precision: str, batch: int | None) -> Artifact | None:
