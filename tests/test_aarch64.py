@@ -140,7 +140,10 @@ ARM_SCRIPT = textwrap.dedent("""
     cli_out = io.StringIO()
     with contextlib.redirect_stdout(cli_out):  # the README's run command, in-process
         cli_rc = main(["run", bundle, x_path, "--json"])
-    print(json.dumps({"cli_rc": cli_rc, "cli": json.loads(cli_out.getvalue()), "emulation": detect_emulation(),"machine": platform.machine(), "python": platform.python_version(), "has_torch": has_torch,
+    import PIL
+    from edgeode.runtime.image import read_png
+    png = read_png(sys.argv[5]).tolist()  # decoded by the packed aarch64 Pillow wheel
+    print(json.dumps({"png": png, "pillow": PIL.__file__, "cli_rc": cli_rc, "cli": json.loads(cli_out.getvalue()), "emulation": detect_emulation(),"machine": platform.machine(), "python": platform.python_version(), "has_torch": has_torch,
                       "edgeode": edgeode.__file__, "numpy": np.__file__, "numpy_version": np.__version__,
                       "onnxruntime": onnxruntime.__version__, "edgeode_in_sys_modules_torch": "torch" in sys.modules}))
 """)
@@ -158,8 +161,14 @@ def test_pack_runs_on_arm64_like_on_x86(emulator, installed, digits_run):
     np.save(work / "x.npy", x)
     script = work / "arm_run.py"
     script.write_text(ARM_SCRIPT, encoding="utf-8")
+    from PIL import Image
+
+    from edgeode.runtime.image import read_png
+
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (9, 7, 3), dtype=np.uint8)).save(work / "img.png")
     proc = subprocess.run([*emulator, str(script), str(bundle), str(work / "x.npy"), str(work / "arm.npz"),
-                           json.dumps(CASES)], capture_output=True, text=True, env=_arm_env(site, work), timeout=600)
+                           json.dumps(CASES), str(work / "img.png")], capture_output=True, text=True,
+                          env=_arm_env(site, work), timeout=600)
     assert proc.returncode == 0, f"the arm64 run failed (exit {proc.returncode}):\n{_tail(proc.stdout + proc.stderr, 30)}"
     facts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert facts["machine"] == "aarch64"
@@ -169,6 +178,8 @@ def test_pack_runs_on_arm64_like_on_x86(emulator, installed, digits_run):
     # Timings here are the emulator's: edgeode must know it is emulated (profile then reports no device figures).
     assert facts["emulation"], "detect_emulation() missed QEMU user-mode emulation"
     assert facts["cli_rc"] == 0 and facts["cli"]["backend"] == "onnxruntime", facts["cli"]
+    assert facts["pillow"].startswith(str(site))  # Pillow came from the wheelhouse (edgeode[device] needs it)
+    np.testing.assert_array_equal(np.array(facts["png"], np.uint8), read_png(work / "img.png"))
     arm = np.load(work / "arm.npz")
     for backend, mode in CASES:
         host = load(bundle, backend=backend, mode=mode).predict(x)

@@ -107,7 +107,7 @@ def test_sigkill_at_random_times_never_loses_the_destination(tmp_path, how):
     (old or new version) and nothing is left once the dead run's leftovers are cleaned."""
     dest = tmp_path / "bundle"
     rng = random.Random(11)
-    trials, missing = 20, 0
+    trials, missing = 12, 0
     for _ in range(trials):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(dest), how], stdout=subprocess.PIPE, cwd=ROOT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_targets as ft  # noqa: E402
 import runtime_bundles as rb  # noqa: E402
 
-BUDGET = {"manifest": 120, "npy": 150, "image": 200, "cli": 60, "model": 40}
+BUDGET = {"manifest": 60, "npy": 150, "image": 150, "cli": 60, "model": 30}
 GOOD = ("ok", "typed", "usage")
 
 
