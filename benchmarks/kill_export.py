@@ -6,7 +6,7 @@ and no leftovers stay once the next export has run.
 
 Trains one tiny digits ODE-Net (``edgeode train``, 1 epoch), exports it once (timed: T), then per
 trial starts ``edgeode export RUN -o BUNDLE --overwrite --formats onnx`` as a real process and
-SIGKILLs its process group after a random delay in [0, 1.1 T]. After every kill it checks that
+SIGKILLs its process group after a random delay in [0, 0.9 T]. After every kill it checks that
 BUNDLE is a complete, verified bundle (:func:`edgeode.runtime.read_bundle`: manifest, sizes,
 SHA-256 of every file) and counts the staging / aside directories beside it. At the end it runs one
 more export and counts again: the killed exports' leftovers must be gone (only dead ones are
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"one export: {full_s:.1f} s", flush=True)
         trials = []
         for i in range(args.trials):
-            delay = rng.uniform(0, 1.1 * full_s)
+            delay = rng.uniform(0, 0.9 * full_s)
             proc = subprocess.Popen(export, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
             time.sleep(delay)
