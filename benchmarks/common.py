@@ -44,6 +44,7 @@ __all__ = [
     "peak_rss_mb",
     "current_rss_mb",
     "time_call",
+    "training_step_memory",
     "machine_info",
     "machine_markdown",
     "markdown_table",
@@ -206,6 +207,38 @@ def time_call(fn: Callable[[], Any], *, warmup: int = 3, min_repeats: int = 10, 
         fn()
         samples.append(time.perf_counter() - t0)
     return Timing(samples)
+
+
+def training_step_memory(model_config: Any, batch: int, threads: int = 1, adam: bool = False) -> dict:
+    """Build ``model_config`` (an ``edgeode.train.models.ModelConfig``) and run ONE training step on a
+    random batch of 28x28 images in this process; return what memory that step needed.
+
+    For a worker that reports its own peak RSS (:func:`emit`): ``peak_before_mb`` / ``peak_after_mb``
+    are ``ru_maxrss`` around the forward + backward pass (``adam``: and an Adam update),
+    ``rss_before_mb`` the resident size just before it. The data do not matter for memory.
+    Imports torch (only the workers that measure training call this).
+    """
+    import torch
+    from torch import nn
+
+    from edgeode.train.models import build_model, count_parameters
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(model_config).train()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3) if adam else None
+    rss_before, peak_before = current_rss_mb(), peak_rss_mb()
+    start = time.perf_counter()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    if opt is not None:
+        opt.step()
+    seconds = time.perf_counter() - start
+    return {"parameters": count_parameters(model), "rss_before_mb": rss_before, "peak_before_mb": peak_before,
+            "peak_after_mb": peak_rss_mb(), "step_s": seconds}
 
 
 # --------------------------------------------------------------------------------------------- machine

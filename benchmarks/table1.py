@@ -28,13 +28,13 @@ from common import (
     DEFAULT_MNIST,
     BenchmarkError,
     HelpFormatter,
-    current_rss_mb,
     emit,
     log,
     machine_info,
     machine_markdown,
     markdown_table,
     run_worker,
+    training_step_memory,
     worker_spec,
     write_results,
 )
@@ -88,26 +88,11 @@ def _work_train(spec: dict) -> dict:
 
 
 def _work_memory(spec: dict) -> dict:
-    """Peak RSS of one training step at a given depth (fresh process, random batch)."""
-    import torch
-    from torch import nn
-
-    from edgeode.train.models import build_model, count_parameters
-
-    torch.set_num_threads(spec["threads"])
-    torch.manual_seed(0)
+    """Peak RSS of one training step (with the Adam update) at a given depth (fresh process, random batch)."""
     cfg = _model_config(spec["arch"], spec["depth"], spec["width"], spec["depth"], spec["quick"])
-    model = build_model(cfg).train()
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(spec["batch"], 1, 28, 28, generator=gen)
-    y = torch.randint(0, 10, (spec["batch"],), generator=gen)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    before = current_rss_mb()
-    opt.zero_grad(set_to_none=True)
-    loss = nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    opt.step()
-    return {"arch": spec["arch"], "depth": spec["depth"], "rss_before_mb": before, "parameters": count_parameters(model)}
+    step = training_step_memory(cfg, spec["batch"], spec["threads"], adam=True)
+    return {"arch": spec["arch"], "depth": spec["depth"], "rss_before_mb": step["rss_before_mb"],
+            "parameters": step["parameters"]}
 
 
 def _worker_main(spec: dict) -> int:

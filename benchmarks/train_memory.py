@@ -11,23 +11,27 @@ The "step" column is the growth of the peak during the step -- the memory the gr
 needs; "peak" includes the ~200+ MB of the Python + torch process itself.
 
     nice python3 benchmarks/train_memory.py            # writes benchmarks/results/train_memory.{json,md}
+
+Workers, peak RSS and result files come from ``benchmarks/common.py`` (as for the other scripts).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from edgeode.fsutil import atomic_write_text
+from common import (
+    RESULTS_DIR,
+    emit,
+    machine_info,
+    run_worker,
+    training_step_memory,
+    worker_spec,
+    write_results,
+)
 
-RESULTS = Path(__file__).resolve().parent / "results"
+SCRIPT = Path(__file__).resolve()
 STEPS = (10, 40, 160)
 RES_BLOCKS = (6, 24)
 BATCH = 32
@@ -40,39 +44,18 @@ def _cases() -> list[dict]:
     return cases
 
 
-def _child(case: dict) -> dict:
-    import torch
+def _work(case: dict) -> dict:
+    """One training step of the case's model in this (worker) process."""
+    from edgeode.train.models import ModelConfig
 
-    from edgeode.train.models import ModelConfig, build_model, count_parameters
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
     if case["arch"] == "odenet":
         cfg = ModelConfig(arch="odenet", solver="rk4", steps=case["steps"], adjoint=case["adjoint"])
     else:
         cfg = ModelConfig(arch="resnet", res_blocks=case["blocks"])
-    model = build_model(cfg)
-    model.train()
-    x = torch.randn(BATCH, 1, 28, 28)
-    y = torch.randint(0, 10, (BATCH,))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    start = time.perf_counter()
-    loss = torch.nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {**case, "parameters": count_parameters(model), "peak_mb": after / 1024,
-            "before_mb": before / 1024, "step_mb": (after - before) / 1024, "step_s": seconds}
-
-
-def _run_case(case: dict) -> dict:
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True, text=True,
-                         env=env, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"child failed for {case}:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    step = training_step_memory(cfg, BATCH, threads=1)
+    return {**case, "parameters": step["parameters"], "peak_mb": step["peak_after_mb"],
+            "before_mb": step["peak_before_mb"], "step_mb": step["peak_after_mb"] - step["peak_before_mb"],
+            "step_s": step["step_s"]}
 
 
 def _label(r: dict) -> str:
@@ -98,16 +81,17 @@ def _markdown(rows: list[dict], ratios: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for train_memory.json / .md")
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(json.loads(args.child))))
+    argv = sys.argv[1:] if argv is None else argv
+    spec = worker_spec(argv)
+    if spec is not None:
+        emit(_work(spec))
         return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for train_memory.json / .md")
+    args = parser.parse_args(argv)
     rows = []
     for case in _cases():
-        rows.append(_run_case(case))
+        rows.append(run_worker(SCRIPT, case))
         print(f"{_label(rows[-1])}: peak {rows[-1]['peak_mb']:.0f} MB, step {rows[-1]['step_mb']:.0f} MB", file=sys.stderr)
 
     def pick(method: str, key: str, value: int) -> dict:
@@ -123,12 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         "peak": hi["peak_mb"] / lo["peak_mb"], "step": hi["step_mb"] / max(lo["step_mb"], 1e-9)}
     md = _markdown(rows, ratios)
     print(md)
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "machine": platform.machine(), "batch": BATCH,
-            "threads": 1, "measure": "ru_maxrss of a fresh child process per row"}
-    for name, text in (("train_memory.json", json.dumps({"meta": meta, "rows": rows, "ratios": ratios}, indent=2)),
-                       ("train_memory.md", md)):
-        atomic_write_text(args.out / name, text + ("\n" if not text.endswith("\n") else ""))
+    meta = {"batch": BATCH, "threads": 1, "measure": "ru_maxrss of a fresh worker process per row",
+            "machine": machine_info()}
+    write_results("train_memory", {"meta": meta, "rows": rows, "ratios": ratios}, md, args.out)
     return 0
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from edgeode.commands.options import add_out, add_overwrite, add_quiet
 from edgeode.errors import did_you_mean
+from edgeode.names import ARCHS, DATASETS
 from edgeode.tableaus import tableau_names
 
-MODELS = ("odenet", "rknet", "resnet", "vgg", "spiral")
-DATA = ("digits", "mnist", "spiral")
+MODELS = ARCHS
+DATA = tuple(sorted(DATASETS))  # listed alphabetically in the help
 
 #: Defaults per data set; any option given on the command line wins.
 DEFAULTS: dict[str, dict] = {

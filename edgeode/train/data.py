@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from edgeode.errors import ConfigError, DataError
+from edgeode.names import DATASETS
 
 __all__ = [
     "DATASETS",
@@ -44,8 +45,6 @@ __all__ = [
     "SPIRAL_POINTS",
     "SPIRAL_WINDOW",
 ]
-
-DATASETS = ("spiral", "digits", "mnist")
 
 SPIRAL_A = ((-0.1, 2.0), (-2.0, -0.1))
 SPIRAL_Y0 = (2.0, 0.0)

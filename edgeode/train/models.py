@@ -23,13 +23,12 @@ import torch
 from torch import nn
 
 from edgeode.errors import ConfigError
+from edgeode.names import ARCHS
 from edgeode.tableaus import get_tableau
 from edgeode.train.fields import ConvField, SpiralField, norm
 from edgeode.train.solver import VectorField, check_steps, solve
 
 __all__ = ["ARCHS", "ModelConfig", "ODEBlock", "ODENet", "ResNet", "VGG", "SpiralODE", "build_model", "count_parameters"]
-
-ARCHS = ("odenet", "rknet", "resnet", "vgg", "spiral")
 
 
 @dataclass
