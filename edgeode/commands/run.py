@@ -37,20 +37,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `edgeode export`")
     parser.add_argument("input", metavar="INPUT", help="a .npy file, or a .png / .pgm image")
-    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "litert", "tflite-runtime"),
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "litert", "tflite-runtime", "tflm"),
                         help="inference backend (default: auto = onnxruntime for ONNX if installed, else LiteRT, "
-                        "else tflite-runtime)")
+                        "else tflite-runtime; tflm: TensorFlow Lite Micro, the microcontroller interpreter, for "
+                        "--quantize int8 bundles)")
     parser.add_argument("--mode", default=None, choices=("fused", "loop"),
                         help="fused: one call of the whole-solve graph; loop: numpy solver loop around the exported "
-                        "field (default: fused, or loop when --solver is given)")
+                        "field (default: fused, or loop when --solver or --backend tflm is given)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: backend's own)")
     parser.add_argument("--steps", type=int, default=None,
                         help="solver steps over [t0, t1] (default: the bundle's; fused TFLite cannot change them)")
     parser.add_argument("--solver", default=None, metavar="|".join(tableau_names()),
                         help="Butcher tableau for loop mode (default: the bundle's)")
-    parser.add_argument("--precision", default="float32",
-                        choices=("float32", "float16", "int8-dynamic", "int8-weight"),
-                        help="which artifacts of the bundle to run (default: float32)")
+    parser.add_argument("--precision", default=None,
+                        choices=("float32", "float16", "int8-dynamic", "int8-weight", "int8"),
+                        help="which artifacts of the bundle to run (default: int8 with --backend tflm when the bundle "
+                        "has them, else float32)")
     parser.add_argument("--top", type=int, default=3, help="classes shown per sample in text output (default: 3)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="stop the run after SECONDS (load included) with exit code 124; Ctrl-C stops it with 130 "
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     begun = time.monotonic()
     timeout = check_timeout(args.timeout)
-    mode = args.mode or ("loop" if args.solver else "fused")
+    mode = args.mode or ("loop" if args.solver or args.backend == "tflm" else "fused")
     model = load(args.bundle, backend=args.backend, mode=mode, threads=args.threads, precision=args.precision,
                  steps=args.steps, tableau=args.solver)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,7 +38,11 @@ from edgeode.train.models import ModelConfig, count_parameters
 __all__ = ["ExportSource", "export_model", "export_run", "FORMATS", "QUANTIZATIONS"]
 
 FORMATS = ("onnx", "tflite")
-QUANTIZATIONS = ("int8-dynamic", "int8-weight", "float16")
+QUANTIZATIONS = ("int8-dynamic", "int8-weight", "float16", "int8")
+#: int8 export: calibration images taken from the end of the training split (never the test split)
+CALIBRATION_SAMPLES = 256
+#: int8 export: held-out (test split) samples on which float32 and int8 accuracy are measured in TFLM
+EVAL_SAMPLES = 1000
 _TOOLS = ("edgeode", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert",
           "ai-edge-quantizer", "numpy")
 
@@ -48,6 +52,9 @@ class ExportSource:
     """A trained model and what the bundle must say about its input and output.
 
     ``samples`` are a few real inputs (test set) for the parity gate; random inputs are added.
+    ``calibration`` (images from a split other than the test split) and ``heldout`` (test images and
+    labels) are needed for ``int8``: the first calibrates the activation ranges, the second measures
+    float32 and int8 accuracy in TensorFlow Lite Micro.
     """
 
     model: nn.Module
@@ -57,6 +64,9 @@ class ExportSource:
     labels: list[str] = field(default_factory=list)
     samples: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+    calibration: torch.Tensor | None = None
+    heldout: tuple[torch.Tensor, torch.Tensor] | None = None
+    calibration_split: str = "train"
 
 
 def _check_options(formats, tflite_batch, quantize, tolerance) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -117,7 +127,12 @@ def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict) -> A
     start = time.perf_counter()
     job.build(path)
     timings[job.path] = round(time.perf_counter() - start, 2)
-    result = check_parity(path, job.path, job.format, job.cases, bound_scale, job.batch)
+    tflm, runner = None, None
+    if job.precision == "int8":  # measured and gated in TensorFlow Lite Micro, the interpreter a board runs
+        from edgeode.export.int8 import open_in_tflm
+
+        tflm, runner = open_in_tflm(path, job)
+    result = check_parity(path, job.path, job.format, job.cases, bound_scale, job.batch, runner)
     if not result.ok:
         raise ParityError(
             f"parity gate failed for {job.path} (role {job.role}, {job.format}, {job.precision}): the runtime's output "
@@ -128,12 +143,12 @@ def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict) -> A
     if job.format == "onnx":
         inputs, outputs, opset = onnx_specs(path)
     else:
-        inputs, outputs = tflite_specs(path)
+        inputs, outputs = tflite_specs(path, index_order=tflm is not None)
         opset = None
     sha, size = sha256_file(path), path.stat().st_size
     return Artifact(path=job.path, role=job.role, format=job.format, precision=job.precision, sha256=sha, size=size,
                     batch=job.batch, inputs=inputs, outputs=outputs, opset=opset,
-                    parity_max_abs=result.max_abs, parity_tolerance=result.bound)
+                    parity_max_abs=result.max_abs, parity_tolerance=result.bound, tflm=tflm)
 
 
 def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,
@@ -150,6 +165,9 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
         from edgeode.export.quantize import check_quantize
 
         check_quantize(quantize, formats)
+    if "int8" in quantize and (source.calibration is None or source.heldout is None):
+        raise ConfigError("--quantize int8 needs calibration images and a labelled held-out split (the run's data set); "
+                          "it could not be loaded: give the data where the run recorded it (MNIST: --data-path)")
     out_dir = Path(out_dir).expanduser()
     cfg = source.config
     with torch.no_grad():
@@ -175,9 +193,25 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
                 bar.set_postfix_str(job.path)
                 artifacts.append(_build_artifact(job, tmp, tolerance_for(job.precision, tolerance), timings))
                 bar.update()
+        calibration = None
+        if "int8" in quantize:
+            from edgeode.export.int8 import calibration_sets, int8_jobs
+
+            calibration = calibration_sets(prepared, source.calibration, tflite_batch)
+            ijobs = int8_jobs(jobs, prepared, calibration, source.heldout[0][:8], tmp)
+            bar.total += len(ijobs)
+            for job in ijobs:
+                bar.set_postfix_str(job.path)
+                artifacts.append(_build_artifact(job, tmp, tolerance_for("int8", tolerance), timings))
+                bar.update()
         bar.close()
         manifest = _manifest(source, prepared, artifacts, timings)
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        if calibration is not None:  # accuracy through the runtime's tflm backend, on the bundle as written
+            from edgeode.export.int8 import mcu_info
+
+            manifest = replace(manifest, mcu=mcu_info(tmp, prepared, calibration, source.heldout, source.calibration_split))
+            (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         Manifest.read(tmp)  # the strict parser accepts what we wrote
         commit_dir(tmp, out_dir)
     except BaseException:
@@ -226,11 +260,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[str, ...
     labels = list(info.get("labels") or [])
     preprocess = dict(info.get("preprocess") or {})
     input_shape = tuple(info.get("input_shape") or ())
+    calibration = heldout = None
     try:
         from edgeode.train.data import load_dataset
 
         data = load_dataset(run.config.data, run.config.data_path, run.config.seed)
         samples = data.x_test[:4]
+        calibration = data.x_train[-CALIBRATION_SAMPLES:]
+        heldout = (data.x_test[:EVAL_SAMPLES], data.y_test[:EVAL_SAMPLES])
         labels = labels or list(data.labels)
         preprocess = preprocess or dict(data.preprocess)
         input_shape = input_shape or tuple(data.input_shape)
@@ -242,5 +279,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[str, ...
 
         input_shape = expected_input_shape(run.config.model)
     source = ExportSource(run.model, run.config.model, input_shape, preprocess, labels, samples,
-                          {"data": run.config.data, "metrics": run.metrics})
+                          {"data": run.config.data, "metrics": run.metrics}, calibration, heldout,
+                          f"train[-{CALIBRATION_SAMPLES}:]")
     return export_model(source, out_dir, formats, tflite_batch, quantize, tolerance, progress, overwrite)

@@ -18,10 +18,17 @@ import numpy as np
 
 from edgeode.errors import BackendError, ParityError
 
-__all__ = ["DEFAULT_TOLERANCE", "ParityCase", "ParityResult", "tolerance_for", "run_onnx", "run_tflite", "check_parity"]
+__all__ = ["DEFAULT_TOLERANCE", "INT8_TOLERANCE_REASON", "ParityCase", "ParityResult", "tolerance_for", "run_onnx", "run_tflite", "check_parity"]
 
 #: Max abs difference allowed per precision, relative to ``max(1, max |torch output|)``.
-DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8-weight": 0.1, "int8-dynamic": 0.25}
+DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8-weight": 0.1, "int8-dynamic": 0.25, "int8": 0.5}
+#: Why full-int8 files get 0.5: measured in TFLM on real held-out digits (ODE-Net, 32 channels, RK4 x 4),
+#: relative max abs error: field 0.28, encoder 0.02, head 0.02, fused 0.02. The field's per-channel
+#: GroupNorm over 3x3 pixels amplifies int8 rounding; the bound catches a broken file (wrong op,
+#: clipped range: errors of the order of the output itself), and the accuracy gate does the rest.
+INT8_TOLERANCE_REASON = ("relative max abs error measured in TFLM on held-out digits: field 0.28, encoder/head/fused "
+                         "0.02; the field's GroupNorm over few pixels amplifies int8 rounding. Predictions must also "
+                         "agree with float32 on agreement_min of the held-out split")
 
 
 def tolerance_for(precision: str, override: float | None = None) -> float:
@@ -119,14 +126,21 @@ def _run_tflite(runner, feeds: dict[str, np.ndarray], batch: int, batched: Seque
 
 
 def check_parity(path: Path, bundle_path: str, fmt: str, cases: Sequence[ParityCase], bound_scale: float,
-                 batch: int | None) -> ParityResult:
-    """Run ``cases`` through the artifact at ``path``; the bound is ``bound_scale * max(1, max|expected|)``."""
+                 batch: int | None, runner=None) -> ParityResult:
+    """Run ``cases`` through the artifact at ``path``; the bound is ``bound_scale * max(1, max|expected|)``.
+
+    ``runner`` replaces the LiteRT signature runner of a TFLite file (a callable taking the inputs
+    as keywords and returning ``{name: output}``; the TFLM gate of int8 files passes one).
+    """
     worst = 0.0
     scale = 1.0
     details = []
     count = 0
     # one session / interpreter per artifact, shared by its cases
-    session = _onnx_session(path) if fmt == "onnx" else _interpreter(path).get_signature_runner()
+    if fmt == "onnx":
+        session = _onnx_session(path)
+    else:
+        session = runner if runner is not None else _interpreter(path).get_signature_runner()
     for i, case in enumerate(cases):
         if fmt == "onnx":
             got = session.run(None, case.feeds)[0]

@@ -22,7 +22,7 @@ from edgeode.export.quiet import quiet
 __all__ = ["SUPPORTED", "quantized_jobs", "check_quantize"]
 
 #: precision -> formats that can produce it
-SUPPORTED = {"int8-dynamic": ("onnx", "tflite"), "int8-weight": ("tflite",), "float16": ("tflite",)}
+SUPPORTED = {"int8-dynamic": ("onnx", "tflite"), "int8-weight": ("tflite",), "float16": ("tflite",), "int8": ("tflite",)}
 
 
 def check_quantize(quantize: tuple[str, ...], formats: tuple[str, ...]) -> None:
@@ -39,9 +39,11 @@ def _quant_path(path: str, precision: str) -> str:
 
 
 def quantized_jobs(jobs: list[Job], quantize: tuple[str, ...], bundle: Path) -> list[Job]:
-    """One job per (float job, requested precision) that its format supports."""
+    """One job per (float job, requested precision) that its format supports (``int8``: :mod:`edgeode.export.int8`)."""
     out = []
     for precision in quantize:
+        if precision == "int8":
+            continue
         for job in jobs:
             if job.precision != "float32" or job.format not in SUPPORTED[precision]:
                 continue

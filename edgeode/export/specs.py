@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeode.runtime.manifest import TensorSpec
+from edgeode.runtime.manifest import Quantization, TensorSpec
 
 __all__ = ["onnx_specs", "tflite_specs"]
 
@@ -30,11 +30,13 @@ def onnx_specs(path: str | Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSp
     return inputs, outputs, opset
 
 
-def tflite_specs(path: str | Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+def tflite_specs(path: str | Path, index_order: bool = False) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Signature inputs and outputs of a TFLite file, from the LiteRT interpreter.
 
     Inputs are listed in the signature's order (litert-torch sorts them by name: ``h`` before ``t``),
-    so a reader matching manifest inputs to the signature by position also gets them right.
+    so a reader matching manifest inputs to the signature by position also gets them right; with
+    ``index_order`` they are listed in the model's tensor index order instead (how TFLM addresses
+    them). int8 tensors carry their (per-tensor) scale and zero point.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -47,7 +49,17 @@ def tflite_specs(path: str | Path) -> tuple[tuple[TensorSpec, ...], tuple[Tensor
     ins, outs = runner.get_input_details(), runner.get_output_details()
 
     def spec(name: str, d: dict) -> TensorSpec:
-        return TensorSpec(name, tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name)
+        quant = None
+        params = d.get("quantization_parameters") or {}
+        if np.dtype(d["dtype"]) == np.int8 and len(params.get("scales", [])):
+            quant = Quantization(float(params["scales"][0]), int(params["zero_points"][0]))
+        return TensorSpec(name, tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name, quant)
 
-    return (tuple(spec(n, ins[n]) for n in sig["inputs"]),
-            tuple(spec(n, outs[n]) for n in sig["outputs"]))
+    def ordered(names: list[str], details: dict, model_details: list[dict]) -> list[str]:
+        if not index_order:
+            return names
+        position = {d["index"]: i for i, d in enumerate(model_details)}
+        return sorted(names, key=lambda n: position[details[n]["index"]])
+
+    return (tuple(spec(n, ins[n]) for n in ordered(sig["inputs"], ins, interpreter.get_input_details())),
+            tuple(spec(n, outs[n]) for n in ordered(sig["outputs"], outs, interpreter.get_output_details())))

@@ -1,4 +1,5 @@
-"""Inference backends: ONNX Runtime, LiteRT and the legacy tflite-runtime, behind one small interface.
+"""Inference backends: ONNX Runtime, LiteRT, the legacy tflite-runtime and TensorFlow Lite Micro
+(``tflm``, :mod:`edgeode.runtime.tflm`), behind one small interface.
 
 Every backend is imported lazily, when a session is opened, so a device needs only the one it uses;
 a missing one is a :class:`~edgeode.errors.BackendError` with the install command.
@@ -19,6 +20,8 @@ Numbers behind the defaults (DESIGN.md, measured on 2 cores):
   engine is not reentrant pools engines (:class:`EnginePool`).
 * tflite-runtime (last release 2.14, 2023) is built against the numpy 1.x ABI and gave wrong results
   for dynamic-range int8 models here; it is refused under numpy >= 2 and for ``int8-dynamic`` artifacts.
+* Full-int8 (``int8``) files take quantized inputs and are the microcontroller build: only ``tflm``
+  runs them (it quantizes at the boundary); ``tflm`` runs float32 TFLite files too.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "Session",
     "OnnxSession",
     "TFLiteSession",
+    "TFLM_ONLY",
     "backend_available",
     "check_backend",
     "choose_backend",
@@ -54,16 +58,21 @@ __all__ = [
 ]
 
 #: Backend names accepted by :func:`edgeode.runtime.load` (plus ``"auto"``), in auto-selection order.
-BACKENDS = ("onnxruntime", "litert", "tflite-runtime")
+BACKENDS = ("onnxruntime", "litert", "tflite-runtime", "tflm")
 #: The artifact format each backend runs.
-BACKEND_FORMAT = {"onnxruntime": "onnx", "litert": "tflite", "tflite-runtime": "tflite"}
+BACKEND_FORMAT = {"onnxruntime": "onnx", "litert": "tflite", "tflite-runtime": "tflite", "tflm": "tflite"}
 INSTALL_HINTS = {
     "onnxruntime": "pip install 'edgeode[onnx]' (or: pip install onnxruntime)",
     "litert": "pip install 'edgeode[tflite]' (or: pip install ai-edge-litert)",
     "tflite-runtime": "pip install 'tflite-runtime==2.14.0' 'numpy<2' (legacy; prefer LiteRT: pip install ai-edge-litert)",
+    "tflm": "pip install 'edgeode[mcu]' (or: pip install tflite-micro)",
 }
-_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
-_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "uint8": np.uint8}
+_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter",
+            "tflm": "tflite_micro.python.tflite_micro.runtime"}
+_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "uint8": np.uint8,
+           "int8": np.int8}
+#: Precisions that only the tflm backend runs (their inputs are quantized at the file's boundary).
+TFLM_ONLY = ("int8",)
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -82,6 +91,12 @@ def check_backend(name: str, precision: str = "float32") -> Any:
     """
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r}{did_you_mean(name, ('auto', *BACKENDS))}; choose one of: auto, {', '.join(BACKENDS)}")
+    if precision in TFLM_ONLY and name != "tflm":
+        raise BackendError(
+            f"{precision} files are the full-integer microcontroller build (int8 inputs and outputs); run them with "
+            f"the tflm backend (--backend tflm; {INSTALL_HINTS['tflm']}), or pick a float32 / int8-dynamic precision "
+            f"for {name}"
+        )
     if name == "tflite-runtime":
         if precision == "int8-dynamic":
             raise BackendError(
@@ -440,4 +455,8 @@ def open_session(backend: str, path: str | Path, artifact: Artifact, threads: in
         raise ConfigError(f"backend {backend!r} runs {BACKEND_FORMAT.get(backend)} files, not {artifact.format} ({artifact.path})")
     if backend == "onnxruntime":
         return OnnxSession(Path(path), artifact, threads)
+    if backend == "tflm":
+        from edgeode.runtime.tflm import TFLMSession
+
+        return TFLMSession(Path(path), artifact, engines=engines)
     return TFLiteSession(backend, Path(path), artifact, threads, engines)

@@ -49,6 +49,9 @@ __all__ = [
     "InputSpec",
     "OutputSpec",
     "SolverSpec",
+    "Quantization",
+    "TFLMInfo",
+    "McuInfo",
     "Artifact",
     "Manifest",
 ]
@@ -59,8 +62,8 @@ MANIFEST_NAME = "manifest.json"
 MODEL_KINDS = ("classifier", "dynamics")
 ROLES = ("encoder", "field", "head", "fused", "model")
 FORMATS = ("onnx", "tflite")
-PRECISIONS = ("float32", "float16", "int8-dynamic", "int8-weight")
-DTYPES = ("float32", "float16", "int64", "int32", "uint8")
+PRECISIONS = ("float32", "float16", "int8-dynamic", "int8-weight", "int8")
+DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8")
 
 
 def _check_keys(data: Any, where: str, required: set[str], optional: set[str] = frozenset()) -> dict:
@@ -93,23 +96,60 @@ def _dtype(value: Any, where: str) -> str:
     return value
 
 
+def _number(value: Any, where: str, kind: type = float, minimum: float | None = None) -> Any:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
+    if not ok or (kind is float and not math.isfinite(value)) or (minimum is not None and value < minimum):
+        what = "a finite number" if kind is float else "an integer"
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise BundleError(f"manifest {where}: expected {what}{bound}, got {value!r}; re-export the bundle")
+    return kind(value)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine int8 quantization of one tensor: ``real = scale * (q - zero_point)`` (per tensor)."""
+
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Quantization:
+        _check_keys(data, where, {"scale", "zero_point"})
+        scale = _number(data["scale"], f"{where}.scale")
+        if scale <= 0:
+            raise BundleError(f"manifest {where}.scale: must be > 0, got {scale!r}; re-export the bundle")
+        return cls(scale, _number(data["zero_point"], f"{where}.zero_point", int, -128))
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point}
+
+
 @dataclass(frozen=True)
 class TensorSpec:
-    """Name, shape (``None`` = dynamic, e.g. the batch) and dtype of one graph input or output."""
+    """Name, shape (``None`` = dynamic, e.g. the batch) and dtype of one graph input or output.
+
+    ``quantization`` is set for the int8 inputs and outputs of full-integer files.
+    """
 
     name: str
     shape: tuple[int | None, ...]
     dtype: str = "float32"
+    quantization: Quantization | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> TensorSpec:
-        _check_keys(data, where, {"name", "shape", "dtype"})
+        _check_keys(data, where, {"name", "shape", "dtype"}, {"quantization"})
         if not isinstance(data["name"], str):
             raise BundleError(f"manifest {where}.name: expected a string")
-        return cls(data["name"], _shape(data["shape"], f"{where}.shape"), _dtype(data["dtype"], f"{where}.dtype"))
+        quant = data.get("quantization")
+        return cls(data["name"], _shape(data["shape"], f"{where}.shape"), _dtype(data["dtype"], f"{where}.dtype"),
+                   Quantization.from_dict(quant, f"{where}.quantization") if quant is not None else None)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.quantization is not None:
+            d["quantization"] = self.quantization.to_dict()
+        return d
 
 
 @dataclass(frozen=True)
@@ -232,13 +272,71 @@ class SolverSpec:
 
 
 @dataclass(frozen=True)
+class TFLMInfo:
+    """What TensorFlow Lite Micro needs to run one file, measured at export in the real interpreter.
+
+    ``arena_bytes`` is the smallest tensor arena with which allocate + invoke succeed, found by
+    bisection in 16-byte steps (``arena_used_bytes()`` understates it: DESIGN.md). It is measured by
+    the 64-bit host build of ``tflite-micro``; a 32-bit Cortex-M build needs about 2% less.
+    ``ops`` are the builtin operators the file uses (the firmware's op resolver registers them).
+    The artifact's ``inputs`` and ``outputs`` are listed in the model's tensor index order, which is
+    how TFLM addresses them (``input(i)``, ``output(i)``).
+    """
+
+    arena_bytes: int
+    ops: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TFLMInfo:
+        _check_keys(data, where, {"arena_bytes", "ops"})
+        ops = data["ops"]
+        if not isinstance(ops, list) or not all(isinstance(o, str) for o in ops):
+            raise BundleError(f"manifest {where}.ops: expected a list of operator names")
+        return cls(_number(data["arena_bytes"], f"{where}.arena_bytes", int, 1), tuple(ops))
+
+    def to_dict(self) -> dict:
+        return {"arena_bytes": self.arena_bytes, "ops": list(self.ops)}
+
+
+@dataclass(frozen=True)
+class McuInfo:
+    """The microcontroller side of a bundle with full-int8 files (``edgeode export --quantize int8``).
+
+    ``rk_state_bytes``: float32 buffers a device's solver loop keeps beside the field's arena (the state
+    h, the stage input and one k per stage: ``(stages + 2) x state elements x 4``); ``None`` without an ODE.
+    ``calibration``: the split and sample counts the activation ranges came from, and how they were merged.
+    ``accuracy``: float32 and int8 accuracy on the held-out split, run in the TFLM interpreter.
+    ``parity``: the int8 tolerance and the measurement behind it.
+    """
+
+    rk_state_bytes: int | None
+    calibration: dict
+    accuracy: dict
+    parity: dict
+
+    @classmethod
+    def from_dict(cls, data: Any) -> McuInfo:
+        _check_keys(data, "mcu", {"rk_state_bytes", "calibration", "accuracy", "parity"})
+        state = data["rk_state_bytes"]
+        for key in ("calibration", "accuracy", "parity"):
+            if not isinstance(data[key], dict):
+                raise BundleError(f"manifest mcu.{key}: expected an object; re-export the bundle")
+        return cls(_number(state, "mcu.rk_state_bytes", int, 0) if state is not None else None,
+                   data["calibration"], data["accuracy"], data["parity"])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One model file in the bundle.
 
     ``path`` is relative to the bundle directory, POSIX separators, never escaping it.
     ``batch`` is the fixed batch size the file was built for, or ``None`` if the batch is dynamic.
     ``parity_max_abs`` is the max abs difference from torch measured by the real runtime at export,
-    ``parity_tolerance`` the bound it had to meet.
+    ``parity_tolerance`` the bound it had to meet. ``tflm`` is set for files measured in TensorFlow Lite
+    Micro (the full-int8 ``int8`` precision).
     """
 
     path: str
@@ -253,13 +351,14 @@ class Artifact:
     opset: int | None
     parity_max_abs: float
     parity_tolerance: float
+    tflm: TFLMInfo | None = None
 
     @classmethod
     def from_dict(cls, data: Any, index: int) -> Artifact:
         where = f"artifacts[{index}]"
         keys = {"path", "role", "format", "precision", "sha256", "size", "batch", "inputs", "outputs", "opset",
                 "parity_max_abs", "parity_tolerance"}
-        _check_keys(data, where, keys)
+        _check_keys(data, where, keys, {"tflm"})
         path = data["path"]
         if not isinstance(path, str) or not path:
             raise BundleError(f"manifest {where}.path: expected a relative file path")
@@ -304,12 +403,17 @@ class Artifact:
             opset=data["opset"],
             parity_max_abs=float(data["parity_max_abs"]),
             parity_tolerance=float(data["parity_tolerance"]),
+            tflm=TFLMInfo.from_dict(data["tflm"], f"{where}.tflm") if data.get("tflm") is not None else None,
         )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["inputs"] = [s.to_dict() for s in self.inputs]
         d["outputs"] = [s.to_dict() for s in self.outputs]
+        if self.tflm is None:
+            del d["tflm"]
+        else:
+            d["tflm"] = self.tflm.to_dict()
         return d
 
 
@@ -322,6 +426,7 @@ class Manifest:
     the typed fields.
     ``solver`` is ``None`` for networks without an ODE block.
     ``tools`` maps tool name -> version string for everything that made the bundle.
+    ``mcu`` is set when the bundle has full-int8 files for microcontrollers.
     """
 
     kind: str
@@ -333,6 +438,7 @@ class Manifest:
     tools: dict
     created: str
     format_version: int = FORMAT_VERSION
+    mcu: McuInfo | None = None
 
     _KEYS = frozenset({"format", "format_version", "kind", "model", "input", "output", "solver", "artifacts", "tools", "created"})
 
@@ -355,7 +461,7 @@ class Manifest:
             )
         if version < 1:
             raise BundleError(f"unknown bundle format version {version}; re-export the bundle")
-        _check_keys(data, "(top level)", set(cls._KEYS))
+        _check_keys(data, "(top level)", set(cls._KEYS), {"mcu"})
         if data["kind"] not in MODEL_KINDS:
             raise BundleError(f"manifest kind: unknown model kind {data['kind']!r}; expected one of {MODEL_KINDS}")
         if not isinstance(data["model"], dict) or "arch" not in data["model"]:
@@ -378,10 +484,11 @@ class Manifest:
             tools=dict(data["tools"]) if isinstance(data["tools"], dict) else {},
             created=str(data["created"]),
             format_version=version,
+            mcu=McuInfo.from_dict(data["mcu"]) if data.get("mcu") is not None else None,
         )
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "format": FORMAT_NAME,
             "format_version": self.format_version,
             "kind": self.kind,
@@ -393,6 +500,9 @@ class Manifest:
             "tools": self.tools,
             "created": self.created,
         }
+        if self.mcu is not None:
+            d["mcu"] = self.mcu.to_dict()
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"

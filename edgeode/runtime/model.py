@@ -389,7 +389,7 @@ class Model:
 
 
 def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", threads: int | None = None,
-         precision: str = "float32", steps: int | None = None, tableau: str | ButcherTableau | None = None,
+         precision: str | None = None, steps: int | None = None, tableau: str | ButcherTableau | None = None,
          batch: int | None = None, engines: int | None = None) -> Model:
     """Open a bundle for inference without torch.
 
@@ -399,7 +399,9 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
             tflite-runtime), ``"onnxruntime"``, ``"litert"`` or ``"tflite-runtime"``.
         mode: ``"fused"`` (one graph call) or ``"loop"`` (numpy solver loop around the field).
         threads: CPU threads for the backend (None: its default).
-        precision: which artifacts: ``float32``, ``float16``, ``int8-dynamic`` or ``int8-weight``.
+        precision: which artifacts: ``float32``, ``float16``, ``int8-dynamic``, ``int8-weight`` or ``int8``
+            (full integer, run by the ``tflm`` backend). None: ``int8`` for ``backend="tflm"`` when the
+            bundle has int8 files, else ``float32``.
         steps: solver steps over [t0, t1] (default: the manifest's). Fused mode can change them only
             for ONNX graphs with a ``steps`` input.
         tableau: solver name or tableau for loop mode (default: the manifest's).
@@ -418,6 +420,8 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch must be a positive integer or None, got {batch!r}")
     bundle = read_bundle(bundle_dir)
+    if precision is None:
+        precision = "int8" if backend == "tflm" and bundle.artifacts(precision="int8") else "float32"
     name = choose_backend(bundle.manifest, backend, precision)
     if tableau is not None:
         tableau = get_tableau(tableau)

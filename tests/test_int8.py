@@ -1,0 +1,186 @@
+"""Full-int8 bundles (``edgeode export --quantize int8``) run in the real TensorFlow Lite Micro interpreter.
+
+One tiny digits ODE-Net is trained for real (a few seconds), exported with ``--quantize int8`` and
+shared by every test: the files must load in ``tflite_micro`` with the arena the manifest states
+(and not with 16 bytes less), the calibration must cover the whole solve (the trap of the
+quantizer's moving-average merge), FULLY_CONNECTED weights must be per tensor (the CMSIS-NN trap),
+and ``edgeode run --backend tflm`` must run the loop in TFLM without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tflite_micro", reason="int8 bundles are measured in tflite-micro: pip install 'edgeode[mcu]'")
+pytest.importorskip("ai_edge_quantizer", reason="int8 export needs ai-edge-quantizer")
+pytest.importorskip("litert_torch", reason="int8 export converts with litert-torch")
+
+from edgeode.errors import BackendError, BundleError, ConfigError  # noqa: E402
+from edgeode.runtime import load, read_bundle  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeode", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory) -> Path:
+    """A digits ODE-Net (8 channels, RK4 x 2 steps, 4 epochs) exported with --formats tflite --quantize int8."""
+    root = tmp_path_factory.mktemp("int8")
+    run = _cli("train", "-o", str(root / "run"), "--width", "8", "--steps", "2", "--epochs", "4", "-q")
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = _cli("export", str(root / "run"), "-o", str(root / "bundle"), "--formats", "tflite", "--quantize", "int8", "-q")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root / "bundle"
+
+
+def _int8(bundle: Path):
+    return [a for a in read_bundle(bundle).manifest.artifacts if a.precision == "int8"]
+
+
+def test_manifest_records_what_a_board_needs(int8_bundle):
+    man = read_bundle(int8_bundle).manifest
+    arts = {a.role: a for a in _int8(int8_bundle)}
+    assert set(arts) == {"encoder", "field", "head", "fused"}
+    for art in arts.values():
+        assert art.tflm is not None and art.tflm.arena_bytes > 0 and art.tflm.arena_bytes % 16 == 0
+        assert "CONV_2D" in art.tflm.ops or "FULLY_CONNECTED" in art.tflm.ops
+        for spec in (*art.inputs, *art.outputs):
+            assert spec.dtype == "int8" and spec.quantization is not None and spec.quantization.scale > 0
+    # the field's inputs in TFLM index order: the scalar t first, then h (litert-torch's graph order)
+    assert [len(s.shape) for s in arts["field"].inputs] == [0, 4]
+    # RK4 keeps h, the stage input and 4 stage slopes of 8 x 3 x 3 float32 values
+    assert man.mcu.rk_state_bytes == (4 + 2) * 8 * 3 * 3 * 4
+    acc = man.mcu.accuracy
+    assert acc["samples"] == 360 and set(acc["int8"]) == {"loop", "fused"}
+    assert acc["agreement_with_float32"]["loop"] >= man.mcu.parity["agreement_min"]
+    assert man.mcu.calibration["split"].startswith("train") and man.mcu.calibration["merge"] == "min-max"
+
+
+PROBE = """
+import sys
+from tflite_micro.python.tflite_micro import runtime
+it = runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read(), arena_size=int(sys.argv[2]))
+it.invoke()
+"""
+
+
+def _runs_with(path: Path, arena: int) -> bool:
+    """allocate + invoke in a fresh process (too small an arena can crash tflite-micro)."""
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(path), str(arena)], capture_output=True, timeout=120)
+    return proc.returncode == 0
+
+
+def test_files_run_in_tflite_micro_with_exactly_the_manifest_arena(int8_bundle):
+    for art in _int8(int8_bundle):
+        path = int8_bundle / art.path
+        assert _runs_with(path, art.tflm.arena_bytes), art.path
+        assert not _runs_with(path, art.tflm.arena_bytes - 16), f"{art.path}: the stated arena is not the smallest"
+
+
+def test_calibration_covers_every_stage_time(int8_bundle):
+    """Min-max merging keeps t's range [t0, t1]; the quantizer's moving average clipped it to [0, 0.57]."""
+    man = read_bundle(int8_bundle).manifest
+    field = next(a for a in _int8(int8_bundle) if a.role == "field")
+    q = next(s for s in field.inputs if s.name == "t").quantization
+    lo, hi = q.scale * (-128 - q.zero_point), q.scale * (127 - q.zero_point)
+    assert lo <= man.solver.t0 + q.scale / 2 and hi >= man.solver.t1 - q.scale / 2
+
+
+def _weight_scales(path: Path) -> dict[str, list[int]]:
+    """Number of weight scales of each CONV_2D / FULLY_CONNECTED operator in a TFLite file."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+    sub = model.Subgraphs(0)
+    out: dict[str, list[int]] = {}
+    for i in range(sub.OperatorsLength()):
+        op = sub.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+        if name in ("CONV_2D", "FULLY_CONNECTED"):
+            out.setdefault(name, []).append(sub.Tensors(op.Inputs(1)).Quantization().ScaleLength())
+    return out
+
+
+def test_fully_connected_weights_are_per_tensor_convs_per_channel(int8_bundle):
+    head = _weight_scales(int8_bundle / "tflite/head.int8.tflite")
+    assert head["FULLY_CONNECTED"] == [1]
+    field = _weight_scales(int8_bundle / "tflite/field.int8.tflite")
+    assert all(n == 8 for n in field["CONV_2D"])  # one scale per output channel
+
+
+def test_tflm_float_files_match_litert(int8_bundle):
+    """The tflm backend maps manifest inputs to TFLM's indices (the field's h and t are swapped)."""
+    x = np.random.default_rng(0).normal(size=(3, 1, 8, 8)).astype(np.float32)
+    with load(int8_bundle, backend="tflm", mode="loop", precision="float32") as tflm, \
+            load(int8_bundle, backend="litert", mode="loop") as litert:
+        np.testing.assert_allclose(tflm.predict(x), litert.predict(x), rtol=0, atol=1e-4)
+
+
+def test_run_cli_tflm_backend_without_torch(int8_bundle, tmp_path):
+    from test_no_torch import BLOCK_TORCH
+
+    man = read_bundle(int8_bundle).manifest
+    from edgeode.train.data import load_dataset
+
+    data = load_dataset("digits")
+    x, y = data.x_test[:40].numpy(), data.y_test[:40].numpy()
+    np.save(tmp_path / "x.npy", x)
+    code = BLOCK_TORCH + textwrap.dedent(f"""
+        import sys
+        from edgeode.cli import main
+        sys.exit(main(["run", {str(int8_bundle)!r}, {str(tmp_path / 'x.npy')!r}, "--backend", "tflm", "--json"]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert (out["backend"], out["mode"], out["precision"]) == ("tflm", "loop", "int8")
+    pred = np.array([p["class"] for p in out["predictions"]])
+    with load(int8_bundle, backend="tflm", mode="loop") as model:  # the same numbers in process
+        np.testing.assert_array_equal(pred, model.predict(x).argmax(1))
+    with load(int8_bundle, backend="litert", mode="loop") as model:
+        agree = float((pred == model.predict(x).argmax(1)).mean())
+    assert agree >= man.mcu.parity["agreement_min"] - 0.05  # 40 samples: a little looser than the 360-sample gate
+    assert float((pred == y).mean()) >= man.mcu.accuracy["int8"]["loop"] - 0.2
+
+
+def test_int8_needs_tflm_and_a_checked_manifest(int8_bundle, tmp_path):
+    with pytest.raises(BackendError, match="tflm"):
+        load(int8_bundle, backend="litert", precision="int8", mode="loop")
+    # a manifest whose quantization does not belong to the file is refused when opened
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(int8_bundle, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    field = next(a for a in data["artifacts"] if a["role"] == "field" and a["precision"] == "int8")
+    field["inputs"][1]["quantization"]["zero_point"] += 1
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="quantization"):
+        load(copy, backend="tflm", mode="loop")
+
+
+def test_export_int8_needs_tflite(tmp_path):
+    from edgeode.export import export_model
+    from edgeode.export.bundle_writer import ExportSource
+    from edgeode.train.models import ModelConfig, build_model
+
+    cfg = ModelConfig(arch="odenet", image_size=8, width=4, downsample=1, steps=1)
+    source = ExportSource(build_model(cfg), cfg, (1, 8, 8))
+    with pytest.raises(ConfigError, match="tflite"):
+        export_model(source, tmp_path / "b", formats=("onnx",), quantize=("int8",), progress=False)
+    with pytest.raises(ConfigError, match="calibration"):
+        export_model(source, tmp_path / "b", formats=("tflite",), quantize=("int8",), progress=False)
