@@ -22,7 +22,6 @@ Two choices, each measured here (DESIGN.md, *Microcontrollers*):
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 from edgeode.errors import ExportError
 from edgeode.export.parity import ParityCase
 from edgeode.export.plan import Job, Prepared
+from edgeode.export.quantize import write_quantized
 from edgeode.export.quiet import quiet
 from edgeode.runtime.manifest import McuInfo
 from edgeode.train.solver import solve
@@ -124,24 +124,16 @@ def quantize_int8(source: Path, path: Path, feeds: list[dict[str, np.ndarray]]) 
         raise ExportError("int8 export needs ai-edge-quantizer: pip install 'edgeode[train]'") from None
     if not feeds:
         raise ExportError(f"no calibration data for {source.name}")
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        data = source.read_bytes()
-        rm = _recipe()
-        with quiet():
-            cal = calibrator.Calibrator(data, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
-            cal.calibrate({"serving_default": feeds}, rm)
-            result = quantizer.Quantizer(data, rm.get_quantization_recipe()).quantize(
-                cal.get_model_qsvs(), enable_progress_bar=False, enable_progress_report=False)
-        if result.quantized_model is None:
-            raise ExportError(f"ai-edge-quantizer returned no model for {source.name} (int8)")
-        tmp.write_bytes(bytes(result.quantized_model))
-    except ExportError:
-        raise
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ExportError(f"ai-edge-quantizer could not make a full-int8 {source.name}: {type(exc).__name__}: {exc}") from exc
-    os.replace(tmp, path)
+    data = source.read_bytes()
+    rm = _recipe()
+
+    def run():
+        cal = calibrator.Calibrator(data, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+        cal.calibrate({"serving_default": feeds}, rm)
+        return quantizer.Quantizer(data, rm.get_quantization_recipe()).quantize(
+            cal.get_model_qsvs(), enable_progress_bar=False, enable_progress_report=False)
+
+    write_quantized(source, path, "int8", run)
 
 
 def rk_state_bytes(p: Prepared) -> int | None:

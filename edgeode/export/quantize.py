@@ -12,14 +12,16 @@ bundle, with the same parity cases as the float file and the looser tolerance of
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from edgeode.errors import ConfigError, ExportError
 from edgeode.export.plan import Job
 from edgeode.export.quiet import quiet
 
-__all__ = ["SUPPORTED", "quantized_jobs", "check_quantize"]
+__all__ = ["SUPPORTED", "quantized_jobs", "check_quantize", "write_quantized"]
 
 #: precision -> formats that can produce it
 SUPPORTED = {"int8-dynamic": ("onnx", "tflite"), "int8-weight": ("tflite",), "float16": ("tflite",), "int8": ("tflite",)}
@@ -85,18 +87,25 @@ def _tflite_builder(source: Path, precision: str):
         else:
             qt.add_weight_only_config(regex=".*", operation_name=recipe.TFLOperationName.ALL_SUPPORTED, num_bits=16,
                                       algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with quiet():
-                result = qt.quantize(enable_progress_bar=False, enable_progress_report=False)
-            if result.quantized_model is None:
-                raise ExportError(f"ai-edge-quantizer returned no model for {source.name} ({precision})")
-            tmp.write_bytes(bytes(result.quantized_model))
-        except ExportError:
-            raise
-        except Exception as exc:
-            tmp.unlink(missing_ok=True)
-            raise ExportError(f"ai-edge-quantizer could not quantize {source.name} to {precision}: "
-                              f"{type(exc).__name__}: {exc}") from exc
-        os.replace(tmp, path)
+        write_quantized(source, path, precision,
+                        lambda: qt.quantize(enable_progress_bar=False, enable_progress_report=False))
     return build
+
+
+def write_quantized(source: Path, path: Path, precision: str, quantize: Callable[[], Any]) -> None:
+    """Run ``quantize()`` (an ai-edge-quantizer call returning a result) quietly and write its model to ``path``
+    atomically; any failure is an :class:`ExportError` naming ``source`` and ``precision``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with quiet():
+            result = quantize()
+        if result.quantized_model is None:
+            raise ExportError(f"ai-edge-quantizer returned no model for {source.name} ({precision})")
+        tmp.write_bytes(bytes(result.quantized_model))
+    except ExportError:
+        raise
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"ai-edge-quantizer could not quantize {source.name} to {precision}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    os.replace(tmp, path)
