@@ -5,6 +5,8 @@
   with the torch logits of the first test digits as the reference every backend is compared with.
 - ``digits_bundle``: that run exported to ONNX and TFLite (batch 1) with int8-dynamic and float16
   variants, through the parity gate (``edgeode.export.export_run``).
+- ``digits_int8_bundle``: that run exported to TFLite with the full-int8 microcontroller files,
+  measured in TensorFlow Lite Micro (``--quantize int8``).
 - ``spiral_run`` / ``spiral_bundle``: the spiral dynamics model, trained and exported the same way.
 - ``onnx_bundles``: the tiny hand-built ONNX classifier and dynamics bundles of
   ``tests/runtime_bundles.py`` (untrained; for CLI and error-path tests that need no training).
@@ -126,6 +128,20 @@ def digits_bundle(digits_run, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("digits-bundle") / "bundle"
     export_run(digits_run.path, out, quantize=("int8-dynamic", "float16"), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_int8_bundle(digits_run, tmp_path_factory) -> Path:
+    """``digits_run`` exported for microcontrollers: float32 TFLite plus full-int8 files measured in TFLM
+    (``--formats tflite --quantize int8``)."""
+    pytest.importorskip("litert_torch", reason="litert-torch is needed to export TFLite")
+    pytest.importorskip("ai_edge_quantizer", reason="int8 export needs ai-edge-quantizer")
+    pytest.importorskip("tflite_micro", reason="int8 bundles are measured in tflite-micro: pip install 'edgeode[mcu]'")
+    from edgeode.export import export_run
+
+    out = tmp_path_factory.mktemp("digits-int8") / "bundle"
+    export_run(digits_run.path, out, formats=("tflite",), quantize=("int8",), progress=False)
     return out
 
 

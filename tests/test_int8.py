@@ -1,6 +1,6 @@
 """Full-int8 bundles (``edgeode export --quantize int8``) run in the real TensorFlow Lite Micro interpreter.
 
-One tiny digits ODE-Net is trained for real (a few seconds), exported with ``--quantize int8`` and
+The session's trained digits ODE-Net (tests/conftest.py), exported with ``--quantize int8``, is
 shared by every test: the files must load in ``tflite_micro`` with the arena the manifest states
 (and not with 16 bytes less), the calibration must cover the whole solve (the trap of the
 quantizer's moving-average merge), FULLY_CONNECTED weights must be per tensor (the CMSIS-NN trap),
@@ -29,20 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgeode", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=900)
-
-
 @pytest.fixture(scope="module")
-def int8_bundle(tmp_path_factory) -> Path:
-    """A digits ODE-Net (8 channels, RK4 x 2 steps, 4 epochs) exported with --formats tflite --quantize int8."""
-    root = tmp_path_factory.mktemp("int8")
-    run = _cli("train", "-o", str(root / "run"), "--width", "8", "--steps", "2", "--epochs", "4", "-q")
-    assert run.returncode == 0, run.stderr[-2000:]
-    out = _cli("export", str(root / "run"), "-o", str(root / "bundle"), "--formats", "tflite", "--quantize", "int8", "-q")
-    assert out.returncode == 0, out.stderr[-2000:]
-    return root / "bundle"
+def int8_bundle(digits_int8_bundle) -> Path:
+    """The session's digits ODE-Net (16 channels, RK4 x 2 steps) with --formats tflite --quantize int8."""
+    return digits_int8_bundle
 
 
 def _int8(bundle: Path):
@@ -60,8 +50,8 @@ def test_manifest_records_what_a_board_needs(int8_bundle):
             assert spec.dtype == "int8" and spec.quantization is not None and spec.quantization.scale > 0
     # the field's inputs in TFLM index order: the scalar t first, then h (litert-torch's graph order)
     assert [len(s.shape) for s in arts["field"].inputs] == [0, 4]
-    # RK4 keeps h, the stage input and 4 stage slopes of 8 x 3 x 3 float32 values
-    assert man.mcu.rk_state_bytes == (4 + 2) * 8 * 3 * 3 * 4
+    # RK4 keeps h, the stage input and 4 stage slopes of 16 x 3 x 3 float32 values
+    assert man.mcu.rk_state_bytes == (4 + 2) * 16 * 3 * 3 * 4
     acc = man.mcu.accuracy
     assert acc["samples"] == 360 and set(acc["int8"]) == {"loop", "fused"}
     assert acc["agreement_with_float32"]["loop"] >= man.mcu.parity["agreement_min"]
@@ -119,7 +109,7 @@ def test_fully_connected_weights_are_per_tensor_convs_per_channel(int8_bundle):
     head = _weight_scales(int8_bundle / "tflite/head.int8.tflite")
     assert head["FULLY_CONNECTED"] == [1]
     field = _weight_scales(int8_bundle / "tflite/field.int8.tflite")
-    assert all(n == 8 for n in field["CONV_2D"])  # one scale per output channel
+    assert all(n == 16 for n in field["CONV_2D"])  # one scale per output channel
 
 
 def test_tflm_float_files_match_litert(int8_bundle):
@@ -134,9 +124,11 @@ def test_run_cli_tflm_backend_without_torch(int8_bundle, tmp_path):
     from test_no_torch import BLOCK_TORCH
 
     man = read_bundle(int8_bundle).manifest
+    from conftest import SEED
+
     from edgeode.train.data import load_dataset
 
-    data = load_dataset("digits")
+    data = load_dataset("digits", seed=SEED)
     x, y = data.x_test[:40].numpy(), data.y_test[:40].numpy()
     np.save(tmp_path / "x.npy", x)
     code = BLOCK_TORCH + textwrap.dedent(f"""

@@ -176,7 +176,7 @@ def int8_jobs(jobs: list[Job], p: Prepared, calibration: Calibration, x_ref: tor
             quantize_int8(_source, path, _feeds)
 
         stem = job.path.rsplit(".", 1)[0]
-        out.append(replace(job, path=f"{stem}.int8.tflite", build=build, precision="int8", source=job.path,
+        out.append(replace(job, path=f"{stem}.int8.tflite", build=build, precision="int8",
                            cases=_cases(p, job.role, x_ref)))
     return out
 
