@@ -181,21 +181,6 @@ def int8_jobs(jobs: list[Job], p: Prepared, calibration: Calibration, x_ref: tor
     return out
 
 
-def tflite_ops(data: bytes) -> tuple[str, ...]:
-    """Names of the builtin operators a TFLite flatbuffer uses, sorted (what a TFLM op resolver registers)."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAsModel(data, 0)
-    used = set()
-    for s in range(model.SubgraphsLength()):
-        sub = model.Subgraphs(s)
-        for i in range(sub.OperatorsLength()):
-            code = model.OperatorCodes(sub.Operators(i).OpcodeIndex())
-            used.add(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"))
-    return tuple(sorted(used))
-
-
 def open_in_tflm(path: Path, job: Job):
     """Measure the smallest arena of the int8 file at ``path`` and open it in TFLM with exactly that arena.
 
@@ -203,12 +188,13 @@ def open_in_tflm(path: Path, job: Job):
     parity gate (keyword inputs -> ``{name: output}``, float in and out: quantized at the boundary).
     """
     from edgeode.export.specs import tflite_specs
+    from edgeode.firmware.tflite_ops import tflite_ops
     from edgeode.runtime.manifest import Artifact, TFLMInfo
     from edgeode.runtime.tflm import TFLMSession
     from edgeode.runtime.tflm_arena import find_arena
 
     search = find_arena(path)
-    info = TFLMInfo(search.arena_bytes, tflite_ops(path.read_bytes()))
+    info = TFLMInfo(search.arena_bytes, tuple(sorted({op.name for op in tflite_ops(path)})))
     inputs, outputs = tflite_specs(path, index_order=True)
     provisional = Artifact(job.path, job.role, job.format, job.precision, "0" * 64, path.stat().st_size, job.batch,
                            inputs, outputs, None, 0.0, 0.0, info)

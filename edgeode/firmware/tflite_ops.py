@@ -1,6 +1,7 @@
 """Which operators a ``.tflite`` file uses, read from the flatbuffer itself (standard library only).
 
-A TFLM firmware registers exactly these in its ``MicroMutableOpResolver`` (one ``AddXxx()`` call per
+The one reader of a file's ops: the int8 exporter records them in the manifest (``tflm.ops``) and
+the firmware project registers them. A TFLM firmware registers exactly these in its ``MicroMutableOpResolver`` (one ``AddXxx()`` call per
 op, the template size equal to their count), so the list must come from the files, not from a fixed
 guess. The reader follows the TFLite schema (``schema.fbs``): ``Model.operator_codes`` (field 1) is a
 vector of ``OperatorCode`` tables whose op is ``max(deprecated_builtin_code, builtin_code)`` (fields 0
