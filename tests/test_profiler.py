@@ -104,12 +104,13 @@ def test_does_not_fit_is_a_verdict(bundle, tmp_path, monkeypatch):
     assert "storage, device has 10.2 KB" in v["message"]
 
 
-def test_microcontroller_verdict_uses_the_activation_arena(bundle):
-    d = profile_bundle(bundle, "nano-33-ble-sense", runs=3, warmup=1, progress=False).to_dict()
-    # largest node: Gemm reads 256 floats and writes 10 -> (256 + 10) * 4 bytes; Conv 64 in + 256 out floats
-    assert d["macs"]["peak_activation_mb"] * 2**20 == max((256 + 10) * 4, (64 + 256) * 4, (256 + 256) * 4)
-    assert d["fits"]["fits"] is True and "arena" in d["fits"]["basis"]
-    assert any("microcontroller" in n for n in d["notes"]) and any("cannot run onnxruntime" in n for n in d["notes"])
+def test_microcontroller_profile_refuses_a_float_bundle(bundle):
+    """A microcontroller runs full-int8 files: a float bundle is a typed error naming the fix
+    (full-int8 bundles on microcontrollers: tests/test_mcu_profile.py)."""
+    from edgeode.errors import BundleError
+
+    with pytest.raises(BundleError, match="--quantize int8"):
+        profile_bundle(bundle, "nano-33-ble-sense", runs=3, warmup=1, progress=False)
 
 
 def test_emulation_refuses_device_timings(bundle, monkeypatch):

@@ -14,6 +14,13 @@ p50/p95/p99 over warm runs, vector-field evaluations, CPU time and MACs per infe
 proxy (CPU-seconds x the device's power model) and RAPL energy where readable, and whether it fits
 the device's RAM and storage.
 
+On a microcontroller profile (esp32-s3, nano-33-ble-sense, coral-dev-board-micro) nothing runs on
+the host: the bundle's full-int8 files (`edgeode export RUN --quantize int8`) are checked against the
+board's SRAM and flash with the figures measured at export in TensorFlow Lite Micro (arena + RK state
++ the board's runtime share; models + runtime code), the same fit `edgeode pack` uses; accuracy is the
+one measured in TFLM; latency and energy are ESTIMATES from int8 MACs x the board's cycles per MAC
+(sources: `edgeode devices show NAME`). --mode is loop (default) or fused there.
+
 On any machine other than a calibrated device (`edgeode devices calibrate --save NAME` on the
 device itself), time-derived figures are ESTIMATES: host measurements scaled by the ratio of the
 host's single-thread SGEMM throughput to the device's (see `edgeode devices show NAME`). Under
@@ -28,8 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_device(p, required=True)
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "litert", "tflite-runtime"),
                    help="inference backend (default auto: onnxruntime if the bundle has ONNX)")
-    p.add_argument("--mode", default="fused", choices=("fused", "loop"),
-                   help="fused: the whole solve in one graph; loop: numpy solver loop around the field (default fused)")
+    p.add_argument("--mode", default=None, choices=("fused", "loop"),
+                   help="fused: the whole solve in one graph; loop: numpy solver loop around the field (default fused; "
+                        "loop on a microcontroller)")
     p.add_argument("--precision", default="float32", choices=("float32", "float16", "int8-dynamic", "int8-weight"),
                    help="which artifacts of the bundle to measure (default float32)")
     p.add_argument("--threads", type=int, default=None, help="backend threads (default: min(device cores, host CPUs))")
@@ -101,6 +109,42 @@ def render(d: dict) -> str:
     return "\n".join(lines)
 
 
+def _range(d: dict, unit: str, digits: int = 3) -> str:
+    return f"{d['typical']:.{digits}g}{' ' + unit if unit else ''} (range {d['low']:.{digits}g} to {d['high']:.{digits}g})"
+
+
+def render_mcu(d: dict) -> str:
+    """The human-readable report of a microcontroller profile dict."""
+    f, e = d["mcu_fit"], d["mcu_estimate"]
+    acc = d.get("accuracy") or {}
+    lines = [f"{d['arch']} bundle {d['bundle']} on {d['device_display_name']} ({d['device']})",
+             f"figures: {d['figures']}",
+             f"int8 files ({d['mode']} mode, {d['kernels']}):"]
+    for n in f["nets"]:
+        lines.append(f"  {n['role']:8s} {n['path']:28s} flash {n['flash_bytes']:>9,} B  arena {n['arena_measured_bytes']:>9,} B "
+                     f"measured -> {n['arena_bytes']:,} B with {100 * f['arena_margin']:.0f}% margin")
+    lines += [
+        f"RAM                {f['ram_needed_bytes']:,} B = arenas {f['arena_bytes']:,} + RK state {f['rk_state_bytes']:,} "
+        f"+ buffers {f['buffer_bytes']:,} + runtime {f['runtime_ram_bytes']:,}, of {f['ram_board_bytes']:,} B",
+        f"flash              {f['flash_bytes']:,} B = models {f['model_flash_bytes']:,} + runtime code "
+        f"{f['runtime_flash_bytes']:,}, of {f['flash_board_bytes']:,} B",
+    ]
+    if acc.get("int8") is not None:
+        lines.append(f"accuracy           int8 {100 * acc['int8']:.1f}% (float32 {100 * (acc['float32'] or 0):.1f}%) on "
+                     f"{acc['samples']} {acc['split']} samples, measured in {acc['interpreter']}")
+    lines += [
+        f"MACs               {e['macs']:,} per inference (+ {e['elements']:,} other-op elements)"
+        + (f"; field x {d['field_evaluations']} ({d['tableau']}, {d['steps']} steps)" if d.get("field_evaluations") else ""),
+        f"latency            {_range(d['latency_ms'], 'ms')} [ESTIMATE]",
+        f"energy             {_range(d['energy_mj'], 'mJ')} at {e['power_w']:g} W [ESTIMATE]",
+        f"  cycles/MAC       {_range(e['cycles_per_mac'], '', 3)}: {e['sources'].get('mcu.cycles_per_mac', '')}",
+        f"  cycles/element   {_range(e['cycles_per_element'], '', 3)}: {e['sources'].get('mcu.cycles_per_element', '')}",
+        f"verdict            {d['fits']['message']}",
+    ]
+    lines += [f"note: {n}" for n in d.get("notes", [])]
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     from edgeode.devices.profiler import profile_bundle
     from edgeode.runtime.bounded import check_timeout
@@ -110,5 +154,5 @@ def run(args) -> int:
                             runs=args.runs, warmup=args.warmup, batch=args.batch, precision=args.precision,
                             timeout=args.timeout, count_macs=not args.no_macs, progress=not args.quiet)
     d = report.to_dict()
-    print(json.dumps(d, indent=2) if args.json else render(d))
+    print(json.dumps(d, indent=2) if args.json else (render_mcu(d) if d.get("device_class") == "mcu" else render(d)))
     return 0

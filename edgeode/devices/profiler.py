@@ -260,11 +260,15 @@ def _step(bar: Any, text: str) -> None:
         bar.update(1)
 
 
-def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: str = "auto", mode: str = "fused",
+def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: str = "auto", mode: str | None = None,
                    threads: int | None = None, runs: int = 50, warmup: int = 5, batch: int = 1,
                    precision: str = "float32", timeout: float = 300.0, count_macs: bool = True,
                    progress: bool = True) -> ProfileReport:
     """Profile ``bundle`` for ``device`` (a profile name or :class:`DeviceProfile`); see the module doc.
+
+    ``mode``: fused (default) or loop. A microcontroller profile reports the bundle's full-int8 files
+    instead, from the figures measured at export (:func:`edgeode.devices.mcu_profile.profile_mcu`;
+    ``mode`` defaults to loop there; nothing runs on the host).
 
     Raises:
         DeviceError: unknown device. BundleError: not a bundle. ConfigError: bad option values.
@@ -273,6 +277,11 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
     from edgeode.runtime.manifest import Manifest
 
     profile = load_profile(device) if isinstance(device, str) else device
+    if profile.device_class == "mcu":
+        from edgeode.devices.mcu_profile import profile_mcu
+
+        return ProfileReport(profile_mcu(bundle, profile, mode))
+    mode = mode or "fused"
     for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -29,6 +29,7 @@ __all__ = [
     "SOURCED_FIELDS",
     "CPUSpec",
     "PowerSpec",
+    "McuSpec",
     "DeviceProfile",
     "builtin_dir",
     "user_dir",
@@ -79,6 +80,26 @@ class PowerSpec:
 
 
 @dataclass(frozen=True)
+class McuSpec:
+    """What a microcontroller board gives a TFLite Micro firmware, and what its int8 kernels cost.
+
+    ``sram_bytes``: the RAM the firmware's static arrays (tensor arenas, RK state, buffers) live in, when
+    less than ``ram_mb`` (the ESP32-S3's PSRAM is not where ``.bss`` goes). ``runtime_flash_bytes``: the
+    flash of the TFLM runtime, its kernels, the C library and the firmware's own code (what comes on top
+    of the model files). ``kernels`` names the int8 kernel library. Cost model of an int8 inference
+    (:mod:`edgeode.devices.mcu_estimate`): ``cycles_per_mac`` (low, typical, high) for the MAC-bound ops
+    (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED), ``cycles_per_element`` (low, typical, high) for every
+    other op's output element. Every figure has its source in the profile's ``sources`` under ``mcu.KEY``.
+    """
+
+    sram_bytes: int
+    runtime_flash_bytes: int
+    kernels: str
+    cycles_per_mac: tuple[float, float, float]
+    cycles_per_element: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """One target device. Field names are a contract (``edgeode pack`` reads ``python``,
     ``pip_platforms``, ``runtimes``, ``cpu.arch``, ``ram_mb`` and ``device_class``).
@@ -106,6 +127,7 @@ class DeviceProfile:
     ram_variants: dict[str, float] = field(default_factory=dict)
     calibrated: bool = False
     measured_on: dict[str, str] = field(default_factory=dict)
+    mcu: McuSpec | None = None
     path: str = ""
 
     @property
@@ -129,6 +151,8 @@ class DeviceProfile:
         d["runtimes"] = list(self.runtimes)
         d["pip_platforms"] = list(self.pip_platforms)
         d.pop("path")
+        if self.mcu is None:
+            d.pop("mcu")
         return d
 
 
@@ -137,10 +161,14 @@ _KEYS = {
     "os_reserved_mb": (int, float), "storage_mb": (int, float), "power": dict, "runtimes": list, "python": bool, "pip_platforms": list, "os_notes": str,
     "sources": dict,
 }
-_OPTIONAL = {"ram_variants": dict, "calibrated": bool, "measured_on": dict, "$schema": str, "notes": str}
+_OPTIONAL = {"ram_variants": dict, "calibrated": bool, "measured_on": dict, "$schema": str, "notes": str, "mcu": dict}
 _CPU_KEYS = {"arch": str, "cores": int, "clock_ghz": (int, float), "gflops_1t": (int, float)}
 _CPU_OPTIONAL = {"model": str}
 _POWER_KEYS = {"idle_w": (int, float), "load_w": (int, float)}
+_MCU_KEYS = {"sram_bytes": int, "runtime_flash_bytes": int, "kernels": str, "cycles_per_mac": list,
+             "cycles_per_element": list}
+#: Fields of the ``mcu`` block that need a source (``sources["mcu.KEY"]``).
+MCU_SOURCED = tuple(f"mcu.{k}" for k in ("sram_bytes", "runtime_flash_bytes", "cycles_per_mac", "cycles_per_element"))
 
 
 def builtin_dir() -> Path:
@@ -220,7 +248,12 @@ def parse_profile(data: Any, file: str = "<profile>") -> DeviceProfile:
                 f"device profile {file}: field sources[{key!r}] is missing; every figure needs a source "
                 "(a URL or document name, or 'estimate: how')"
             )
-    unknown = sorted(set(sources) - set(SOURCED_FIELDS) - {"ram_variants", "runtimes", "os_notes", "pip_platforms"})
+    mcu = _parse_mcu(data["mcu"], sources, file) if "mcu" in data else None
+    if data["device_class"] == "mcu" and mcu is None:
+        raise DeviceError(f"device profile {file}: a microcontroller profile needs an mcu block ({sorted(_MCU_KEYS)}); "
+                          "see edgeode/devices/profiles/nano-33-ble-sense.json")
+    unknown = sorted(set(sources) - set(SOURCED_FIELDS) - set(MCU_SOURCED)
+                     - {"ram_variants", "runtimes", "os_notes", "pip_platforms"})
     if unknown:
         raise DeviceError(f"device profile {file}: field sources has unknown key {unknown[0]!r}; keys: {SOURCED_FIELDS}")
     variants = data.get("ram_variants", {})
@@ -244,8 +277,32 @@ def parse_profile(data: Any, file: str = "<profile>") -> DeviceProfile:
         ram_variants=dict(variants),
         calibrated=data.get("calibrated", False),
         measured_on=dict(data.get("measured_on", {})),
+        mcu=mcu,
         path=file,
     )
+
+
+def _triple(value: list, where: str, file: str) -> tuple[float, float, float]:
+    ok = (len(value) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                  and v > 0 for v in value) and value[0] <= value[1] <= value[2])
+    if not ok:
+        raise DeviceError(f"device profile {file}: field {where} must be [low, typical, high], positive numbers in "
+                          f"ascending order, got {value!r}")
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def _parse_mcu(data: dict, sources: dict, file: str) -> McuSpec:
+    _check(data, _MCU_KEYS, {}, "mcu.", file)
+    for key in ("sram_bytes", "runtime_flash_bytes"):
+        _positive(data[key], f"mcu.{key}", file)
+    for key in MCU_SOURCED:
+        src = sources.get(key)
+        if not isinstance(src, str) or not src.strip():
+            raise DeviceError(f"device profile {file}: field sources[{key!r}] is missing; every figure needs a source "
+                              "(a URL or document name, or 'estimate: how')")
+    return McuSpec(data["sram_bytes"], data["runtime_flash_bytes"], data["kernels"],
+                   _triple(data["cycles_per_mac"], "mcu.cycles_per_mac", file),
+                   _triple(data["cycles_per_element"], "mcu.cycles_per_element", file))
 
 
 def read_profile_file(path: str | Path) -> DeviceProfile:

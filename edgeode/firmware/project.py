@@ -15,13 +15,13 @@ Boards (:data:`BOARDS`), with the TFLM library each board's community uses:
   the Arduino library TensorFlowLite_ESP32 runs the reference kernels only).
 
 A bundle that does not fit the board (RAM: arenas + RK state + buffers + the runtime's share; flash:
-models + code) is refused with the figures.
+models + code; :func:`edgeode.firmware.fit.mcu_fit`, the computation ``edgeode profile`` reports) is
+refused with the figures.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,23 +29,18 @@ import numpy as np
 
 from edgeode.errors import PackError
 from edgeode.firmware.carray import c_array_declaration, c_array_definition
+from edgeode.firmware.fit import ARENA_MARGIN, field_inputs, mcu_fit, mcu_nets, tensor_elements
 from edgeode.firmware.solver_c import generate_solver
 from edgeode.firmware.templates_io import render
 from edgeode.firmware.tflite_ops import resolver_method, tflite_ops
 from edgeode.runtime.bundle import Bundle
 from edgeode.runtime.manifest import Artifact
 
-__all__ = ["ARENA_MARGIN", "BOARDS", "CODE_BYTES_ESTIMATE", "Board", "FirmwareProject", "build_project"]
+__all__ = ["ARENA_MARGIN", "BOARDS", "Board", "FirmwareProject", "build_project"]
 
-#: Added to each measured arena: the board library's TFLM is another version than the host's (kernel
-#: scratch buffers differ); the host's 64-bit build already needs about 2% more than a 32-bit one.
-ARENA_MARGIN = 0.10
-#: TFLM + CMSIS-NN + newlib + sketch code measured on a Cortex-M4F build of the digits firmware (DESIGN.md).
-CODE_BYTES_ESTIMATE = 98_000
 #: Inputs packed as the board's self-check when the user gives none.
 DEFAULT_SAMPLES = 4
 MAX_SAMPLES = 64
-_MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -59,16 +54,13 @@ class Board:
     platformio: str  # template
     entry: str  # template of src/main.cpp
     board_include: str  # line(s) at the top of edgeode_firmware.cpp
-    #: RAM the firmware's static arrays (arenas, solver state) can live in, when less than the profile's
-    #: ram_mb: the ESP32-S3's 8 MB PSRAM is not where .bss goes, its 512 KB internal SRAM is
-    static_ram_bytes: int | None = None
 
 
 BOARDS: dict[str, Board] = {
     "nano-33-ble-sense": Board("nano-33-ble-sense", "nano33ble", "arduino", "Chirale_TensorFLowLite 2.0.0",
                                "platformio_nano.ini.in", "main_arduino.cpp", "#include <Chirale_TensorFlowLite.h>\n\n"),
     "esp32-s3": Board("esp32-s3", "esp32-s3", "espidf", "espressif/esp-tflite-micro ^1.4 (with ESP-NN)",
-                      "platformio_esp.ini.in", "main_espidf.cpp", "", static_ram_bytes=512 * 1024),
+                      "platformio_esp.ini.in", "main_espidf.cpp", ""),
 }
 
 
@@ -106,31 +98,7 @@ class FirmwareProject:
 
 
 def _size(shape: tuple[int | None, ...], what: str) -> int:
-    if any(s is None for s in shape) or (shape and shape[0] != 1):
-        raise PackError(f"{what} has shape {list(shape)}; firmware runs batch-1 int8 files with fixed shapes: "
-                        "re-export with `edgeode export --quantize int8`")
-    return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-
-
-def _pick_nets(bundle: Bundle) -> list[tuple[str, Artifact]]:
-    int8 = [a for a in bundle.manifest.artifacts if a.format == "tflite" and a.precision == "int8"
-            and getattr(a, "tflm", None) is not None]
-    by_role = {a.role: a for a in int8}
-    for layout in (("encoder", "field", "head"), ("field",), ("model",)):
-        if all(r in by_role for r in layout):
-            if layout == ("field",) and bundle.manifest.kind != "dynamics":
-                continue
-            return [(r, by_role[r]) for r in layout]
-    have = sorted({f"{a.role} ({a.precision})" for a in bundle.manifest.artifacts if a.format == "tflite"})
-    raise PackError(
-        "a microcontroller runs the bundle's full-int8 TFLite files measured in TFLM (encoder, field and head for "
-        f"an ODE-Net; field for a dynamics model; model for a network without an ODE), but this bundle has "
-        f"{', '.join(have) or 'no TFLite files'}; re-export it with `edgeode export RUN -o BUNDLE --quantize int8`"
-    )
-
-
-def _arena(measured: int) -> int:
-    return int(math.ceil(measured * (1 + ARENA_MARGIN) / 16.0)) * 16
+    return tensor_elements(shape, what, PackError)
 
 
 def _f(x: float) -> str:
@@ -178,12 +146,16 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
         raise PackError(f"no firmware template for {profile.name!r} ({profile.display_name}); edgeode pack writes "
                         f"firmware for {', '.join(BOARDS)}")
     man = bundle.manifest
-    picked = _pick_nets(bundle)
+    picked = mcu_nets(man, "loop", PackError)
+    fit = mcu_fit(man, profile, "loop", PackError)
+    if not fit.fits:
+        raise PackError(f"the bundle {fit.message}. Use a smaller model (fewer channels) or a board with more "
+                        "memory (`edgeode profile BUNDLE --device NAME` says which fit)")
     nets = []
-    for role, art in picked:
+    for (role, art), planned in zip(picked, fit.nets, strict=True):
         path = bundle.path(art)
         ops = tuple(dict.fromkeys(op.name for op in tflite_ops(path)))
-        nets.append(_Net(role, art, path.read_bytes(), ops, _arena(art.tflm.arena_bytes)))
+        nets.append(_Net(role, art, path.read_bytes(), ops, planned.arena_bytes))
     all_ops = tuple(sorted({op for n in nets for op in n.ops}))
     methods = [resolver_method(op) for op in all_ops]
     first, last = nets[0].artifact, nets[-1].artifact
@@ -193,18 +165,12 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
     solver_ram = 0
     field_net = next((n for n in nets if n.role == "field"), None)
     if field_net is not None:
-        ins = field_net.artifact.inputs
-        times = [i for i, s in enumerate(ins) if len(s.shape) == 0 or tuple(s.shape) in ((1,), (1, 1))]
-        states = [i for i in range(len(ins)) if i not in times]
-        if len(states) != 1 or len(times) > 1:
-            raise PackError(f"{field_net.artifact.path}: a field takes a time t and one state h, but its inputs are "
-                            f"{[(s.name, list(s.shape)) for s in ins]}; re-export the bundle")
-        h_input, t_input = states[0], (times[0] if times else -1)
-        state_size = _size(ins[h_input].shape, f"{field_net.artifact.path} input {ins[h_input].name!r}")
+        fi = field_inputs(field_net.artifact, PackError)
+        h_input, t_input, state_size = fi.state, fi.time, fi.state_size
         solver = generate_solver(man.solver.tableau, state_size)
         solver_files, solver_ram = solver.files(), solver.ram_bytes
         if first.role == "field":
-            input_shape = ins[h_input].shape
+            input_shape = field_net.artifact.inputs[h_input].shape
     input_size = _size(tuple(input_shape), f"{first.path} input")
     output_size = _size(tuple(last.outputs[0].shape), f"{last.path} output")
     sample_shape = tuple(int(s) for s in input_shape[1:])
@@ -220,23 +186,11 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
     classifier = man.kind == "classifier"
     classes = tuple(int(c) for c in expected.argmax(1)) if classifier else None
 
-    # fit: RAM (arenas, solver state, the infer buffers) and flash (models + code), against the profile
+    # the figures the fit was computed with (edgeode.firmware.fit): one computation for pack and profile
     arenas = {n.role: n.arena for n in nets}
-    buffers = 4 * (2 * state_size + output_size)
-    reserved = int(profile.os_reserved_mb * _MIB)
-    ram = sum(arenas.values()) + solver_ram + buffers
-    ram_board = min(int(profile.ram_mb * _MIB), board.static_ram_bytes or 1 << 62)
+    buffers, reserved, ram, ram_board = fit.buffer_bytes, fit.runtime_ram_bytes, fit.ram_bytes, fit.ram_board_bytes
     models = {n.role: len(n.data) for n in nets}
-    flash = sum(models.values()) + CODE_BYTES_ESTIMATE
-    flash_board = int(profile.storage_mb * _MIB)
-    if ram + reserved > ram_board or flash > flash_board:
-        raise PackError(
-            f"the bundle does not fit the {profile.display_name}: RAM {ram:,} B (arenas "
-            f"{' + '.join(f'{r} {a:,}' for r, a in arenas.items())} with {ARENA_MARGIN:.0%} margin, RK state {solver_ram:,}, "
-            f"buffers {buffers:,}) + {reserved:,} B for the board's runtime against {ram_board:,} B; flash {flash:,} B "
-            f"(models {sum(models.values()):,} + code about {CODE_BYTES_ESTIMATE:,}) against {flash_board:,} B. "
-            "Use a smaller model (fewer channels) or a board with more memory"
-        )
+    flash, flash_board = fit.flash_bytes, fit.flash_board_bytes
 
     sol = man.solver
     values = dict(version=__version__, bundle_name=bundle.root.name, display_name=profile.display_name,
@@ -326,7 +280,8 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
         op_count=len(all_ops), ops=", ".join(f"`{m}()`" for m in methods), margin_pct=round(ARENA_MARGIN * 100),
         arena_total=f"{sum(arenas.values()):,}", solver_ram=f"{solver_ram:,}", buffers=f"{buffers:,}",
         ram_total=f"{ram:,}", ram_board=f"{ram_board:,}", ram_reserved=f"{reserved:,}",
-        models_total=f"{sum(models.values()):,}", code_estimate=f"{CODE_BYTES_ESTIMATE:,}", flash_total=f"{flash:,}",
+        models_total=f"{sum(models.values()):,}", code_estimate=f"{fit.runtime_flash_bytes:,}",
+        code_source=profile.sources.get("mcu.runtime_flash_bytes", "estimate"), flash_total=f"{flash:,}",
         flash_board=f"{flash_board:,}",
     )
     record = {

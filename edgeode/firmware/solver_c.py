@@ -27,7 +27,7 @@ from edgeode.errors import ConfigError
 from edgeode.firmware.templates_io import render
 from edgeode.tableaus import ButcherTableau, get_tableau
 
-__all__ = ["STATE_TYPES", "SolverSource", "generate_solver"]
+__all__ = ["STATE_TYPES", "SolverSource", "generate_solver", "solver_state_bytes"]
 
 STATE_TYPES = ("float32", "q16")
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
@@ -47,6 +47,17 @@ typedef int32_t rk_t;
 #define RK_TO_FLOAT(x) ((float)(x) / RK_ONE)
 #define RK_MUL(a, b) ((int32_t)(((int64_t)(a) * (int64_t)(b)) >> 16))
 #define RK_COEF(x) RK_FROM_FLOAT((float)(x))"""
+
+
+def solver_state_bytes(tableau: ButcherTableau | str, state_size: int, state_type: str = "float32") -> int:
+    """RAM of the generated loop's static buffers for ``state_size`` state values (what it adds to ``.bss``).
+
+    k_1..k_s, h and (unless every stage starts at h, as Euler's) the stage input y, 4 bytes each per
+    value, plus the float buffers in and out of the field for the ``q16`` state.
+    """
+    tab = get_tableau(tableau)
+    stage_input = int(any(any(row) for row in tab.a))
+    return (tab.stages + 1 + stage_input) * state_size * 4 + (2 * state_size * 4 if state_type == "q16" else 0)
 
 
 @dataclass(frozen=True)
@@ -151,9 +162,7 @@ def generate_solver(tableau: str | ButcherTableau, state_size: int, *, state_typ
     coef, stages = _stage_code(tab, fixed, indent)
     update_coef, update = _update_code(tab, indent)
     coefficients = "\n".join(coef + update_coef)
-    # k_1..k_s, h and (unless every stage starts at h, as Euler's) y in the state type, plus the float
-    # buffers in and out of the field when fixed
-    ram = (tab.stages + 1 + int(any(any(row) for row in tab.a))) * state_size * 4 + (2 * state_size * 4 if fixed else 0)
+    ram = solver_state_bytes(tab, state_size, state_type)
     values = dict(
         prefix=prefix, PREFIX=upper, version=__version__, tableau_name=tab.name, stages=tab.stages,
         order=tab.order, state_size=state_size, ram_bytes=ram, guard=f"{upper}_SOLVER_H",

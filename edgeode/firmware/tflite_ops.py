@@ -9,6 +9,11 @@ and 3; the int8 field holds codes < 127 in old files, the int32 field all codes 
 ``custom_code`` (field 1) for custom ops and ``version`` (field 2). The flatbuffer layout is
 FlatBuffers' binary format: little-endian offsets, a table starts with a signed offset to its vtable.
 The op-name table ships as ``tflm_ops.json`` (codes from the schema, resolver methods from TFLM).
+
+:func:`tflite_graph` reads the first subgraph (the one TFLM runs): ``SubGraph.tensors`` (field 0;
+``Tensor.shape`` is field 0) and ``SubGraph.operators`` (field 3; ``Operator.opcode_index``,
+``inputs``, ``outputs`` are fields 0-2), enough to count an int8 model's MACs
+(:mod:`edgeode.devices.mcu_estimate`).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from pathlib import Path
 
 from edgeode.errors import PackError
 
-__all__ = ["OpUse", "resolver_method", "tflite_ops"]
+__all__ = ["OpUse", "GraphOp", "TfliteGraph", "resolver_method", "tflite_ops", "tflite_graph"]
 
 _IDENT = b"TFL3"
+#: bound on any vector read from a file (operators, tensors, a shape): edgeode's models hold far fewer
+_MAX_ITEMS = 100_000
 
 
 @dataclass(frozen=True)
@@ -83,15 +90,87 @@ class _Buffer:
         pos = self.field_pos(table, index)
         return default if pos is None else self._unpack(fmt, pos)
 
-    def table_vector(self, table: int, index: int) -> list[int]:
+    def _vector(self, table: int, index: int, what: str) -> tuple[int, int] | None:
         pos = self.field_pos(table, index)
         if pos is None:
-            return []
+            return None
         vec = pos + self.u32(pos)
         n = self.u32(vec)
-        if n > 10_000:
-            raise PackError(f"{self.where}: {n} operator codes; not a model file edgeode wrote")
-        return [vec + 4 + 4 * i + self.u32(vec + 4 + 4 * i) for i in range(n)]
+        if n > _MAX_ITEMS:
+            raise PackError(f"{self.where}: {n} {what}; not a model file edgeode wrote")
+        return vec + 4, n
+
+    def table_vector(self, table: int, index: int, what: str = "operator codes") -> list[int]:
+        found = self._vector(table, index, what)
+        if found is None:
+            return []
+        start, n = found
+        return [start + 4 * i + self.u32(start + 4 * i) for i in range(n)]
+
+    def int_vector(self, table: int, index: int, what: str) -> tuple[int, ...]:
+        found = self._vector(table, index, what)
+        if found is None:
+            return ()
+        start, n = found
+        return tuple(self._unpack("<i", start + 4 * i) for i in range(n))
+
+
+@dataclass(frozen=True)
+class GraphOp:
+    """One operator node: its op name and the shapes of its input and output tensors (``None`` for an
+    omitted optional input, index -1 in the file)."""
+
+    op: str
+    inputs: tuple[tuple[int, ...] | None, ...]
+    outputs: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class TfliteGraph:
+    """The operators of a model's first subgraph, in execution order."""
+
+    ops: tuple[GraphOp, ...]
+
+
+def _open(path: Path) -> tuple[_Buffer, int]:
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != _IDENT:
+        raise PackError(f"{path}: not a .tflite file (no TFL3 identifier); re-export the bundle")
+    buf = _Buffer(data, str(path))
+    return buf, buf.u32(0)
+
+
+def tflite_graph(path: str | Path) -> TfliteGraph:
+    """Operators and tensor shapes of the first subgraph of the ``.tflite`` file at ``path``.
+
+    Raises:
+        PackError: not a TFLite flatbuffer (or a damaged one), no subgraph, a custom op.
+    """
+    path = Path(path)
+    codes = tflite_ops(path)
+    buf, model = _open(path)
+    subgraphs = buf.table_vector(model, 2, "subgraphs")
+    if not subgraphs:
+        raise PackError(f"{path}: holds no subgraph; re-export the bundle")
+    sub = subgraphs[0]
+    shapes = [buf.int_vector(t, 0, "shape dimensions") for t in buf.table_vector(sub, 0, "tensors")]
+
+    def shape(i: int) -> tuple[int, ...] | None:
+        if i == -1:
+            return None
+        if not 0 <= i < len(shapes):
+            raise PackError(f"{path}: an operator names tensor {i} of {len(shapes)}; re-export the bundle")
+        return shapes[i]
+
+    ops = []
+    for op in buf.table_vector(sub, 3, "operators"):
+        index = buf.scalar(op, 0, "<I", 0)
+        if index >= len(codes):
+            raise PackError(f"{path}: an operator uses operator code {index} of {len(codes)}; re-export the bundle")
+        outs = tuple(shape(i) for i in buf.int_vector(op, 2, "outputs"))
+        ops.append(GraphOp(codes[index].name, tuple(shape(i) for i in buf.int_vector(op, 1, "inputs")),
+                           tuple(s for s in outs if s is not None)))
+    return TfliteGraph(tuple(ops))
 
 
 def tflite_ops(path: str | Path) -> list[OpUse]:
@@ -101,11 +180,7 @@ def tflite_ops(path: str | Path) -> list[OpUse]:
         PackError: not a TFLite flatbuffer, or a custom op (TFLM firmware built here has none).
     """
     path = Path(path)
-    data = path.read_bytes()
-    if len(data) < 8 or data[4:8] != _IDENT:
-        raise PackError(f"{path}: not a .tflite file (no TFL3 identifier); re-export the bundle")
-    buf = _Buffer(data, str(path))
-    model = buf.u32(0)
+    buf, model = _open(path)
     by_code = {entry["code"]: name for name, entry in _table().items()}
     ops = []
     for table in buf.table_vector(model, 1):
