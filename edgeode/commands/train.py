@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgeode.commands.options import add_out, add_overwrite, add_quiet
 from edgeode.errors import did_you_mean
-from edgeode.names import ARCHS, DATASETS
+from edgeode.names import ARCHS, DATASETS, SCHEDULES
 from edgeode.tableaus import tableau_names
 
 MODELS = ARCHS
@@ -75,7 +75,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="passes over the training set (auto: per data set)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="global batch size (split across torchrun processes) (auto: per data set)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (auto: per data set)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (the peak one with --schedule onecycle) "
+                                                           "(auto: per data set)")
+    p.add_argument("--schedule", default="constant", metavar="|".join(SCHEDULES),
+                   help="learning-rate schedule: constant, or onecycle (warm-up then cosine decay); default constant")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay; default 0")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data split and data order; default 0")
     p.add_argument("--width", type=int, default=None, help="channels of the conv models (auto: 32 digits, 64 mnist)")
@@ -147,7 +150,7 @@ def build_config(args: argparse.Namespace):
     return TrainConfig(model=model, data=data, data_path=data_path, epochs=pick("epochs"),
                        batch_size=pick("batch_size"), lr=pick("lr"), seed=args.seed,
                        weight_decay=args.weight_decay, threads=args.threads,
-                       train_limit=args.train_limit)
+                       train_limit=args.train_limit, schedule=args.schedule)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -398,7 +398,7 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         worked = ""
         notes.append(f"no device timings: {scaling.emulation}; host figures are under host_*")
     d["energy_model"] = (f"dynamic = CPU time x (load_w - idle_w) / cores = CPU time x ({profile.power.load_w:g} - "
-                         f"{profile.power.idle_w:g}) W / {profile.cpu.cores}; total = dynamic + idle_w x mean latency "
+                         f"{profile.power.idle_w:g}) W / {profile.cpu.cores}; total = dynamic + idle_w x mean latency"
                          f"{worked} (see edgeode.devices.power)")
     if res.get("rapl_uj") is not None:
         d["rapl_energy_mj_per_inference"] = res["rapl_uj"] / 1e3 / runs

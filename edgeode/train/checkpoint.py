@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeode.errors import CheckpointError, ConfigError, ShapeError
+from edgeode.errors import CheckpointError, ConfigError, ShapeError, did_you_mean
 from edgeode.fsutil import atomic_write_json, commit_dir, discard_dir, make_staging_dir
+from edgeode.names import SCHEDULES
 from edgeode.train.data import DATASETS
 from edgeode.train.models import ModelConfig, build_model
 
@@ -56,6 +57,11 @@ class TrainConfig:
     processes of a distributed run); it does not change results and is recorded for reference.
     ``train_limit`` trains on only the first N examples of the (seeded) training split, for smoke
     tests and quick looks; the test split is unchanged.
+    ``schedule`` is the learning-rate schedule: ``constant`` (``lr`` throughout) or ``onecycle``
+    (Smith & Topin 2017, arXiv 1708.07120: warm up to ``lr`` over the first 15% of the steps, then
+    cosine-anneal to ``lr / 1e4``). The annealing ends training at a settled point instead of
+    wherever the last constant-rate step left it, so the result moves less with seed and float
+    rounding (see README, Quickstart).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -68,6 +74,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     threads: int | None = None
     train_limit: int | None = None
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -86,6 +93,9 @@ class TrainConfig:
             raise ConfigError(f"weight_decay must be a non-negative number, got {self.weight_decay!r}")
         if self.train_limit is not None and (not isinstance(self.train_limit, int) or self.train_limit < 1):
             raise ConfigError(f"train_limit must be a positive integer (or omitted for all), got {self.train_limit!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}{did_you_mean(self.schedule, SCHEDULES)}; choose "
+                              f"one of: {', '.join(SCHEDULES)}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be a positive integer (or omitted for all cores), got {self.threads!r}")
 

@@ -6,7 +6,8 @@
 * Classifiers minimise cross-entropy and report ``test_accuracy`` (0..1); the spiral dynamics model
   minimises the mean absolute error between predicted and true window trajectories (the loss of
   torchdiffeq's ``examples/ode_demo.py``) and reports ``test_loss``.
-* Optimiser: Adam (Kingma & Ba 2015) with learning rate ``config.lr``.
+* Optimiser: Adam (Kingma & Ba 2015) with learning rate ``config.lr``, constant or on the one-cycle
+  schedule (``config.schedule``, stepped once per batch).
 * Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
   ``DistributedDataParallel`` (gloo), ``batch_size`` is the *global* batch (each of K processes takes
   ``batch_size // K``), only rank 0 writes, and rank 0 checks that all ranks end with identical
@@ -227,6 +228,11 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
                                  seed=config.seed, drop_last=False)
     batch = max(1, config.batch_size // ctx.world_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(sampler) / batch)
+    scheduler = None
+    if config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * per_epoch,
+                                                        pct_start=0.15)
     stride = _stride(model, data)
     check_input_shape(data.x_train[:1], tuple(data.input_shape), "training data")
     history: list[dict] = []
@@ -248,6 +254,8 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
                                   f"lower --lr (now {config.lr}) or use more --steps")
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += loss_value * len(idx)
             correct += c
             seen += len(idx)
@@ -269,6 +277,7 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
         "train_time_s": round(train_time, 3),
         "parameters": count_parameters(model),
         "epochs": config.epochs,
+        "schedule": config.schedule,
         "history": history,
         "field_evaluations_per_forward": _field_evaluations(config.model),
         "threads": torch.get_num_threads(),
