@@ -127,3 +127,23 @@ def test_required_out_is_still_required():
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["export", "run-dir"])
     assert info.value.code == 2
+
+
+def test_progress_in_a_log_is_one_clean_line_per_stage():
+    import io
+
+    from edgeode.progress import Stages
+
+    log = io.StringIO()  # not a terminal
+    with Stages("export", 2, stream=log) as bar:
+        for name in ("onnx/field.onnx", "onnx/fused.onnx"):
+            bar.set_postfix_str(name)
+            bar.update()
+    lines = log.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines[:2]] == ["export: [1/2] onnx/field.onnx", "export: [2/2] onnx/fused.onnx"]
+    assert lines[2].startswith("export: done in") and "\r" not in log.getvalue()
+    quiet = io.StringIO()
+    with Stages("export", 2, enabled=False, stream=quiet) as bar:
+        bar.set_description("x")
+        bar.update()
+    assert quiet.getvalue() == ""

@@ -139,6 +139,7 @@ def test_cli_profile_json(bundle):
     out = subprocess.run([sys.executable, "-m", "edgeode", "profile", str(bundle), "--device", "pi-4b", "--json",
                           "--runs", "5", "--warmup", "1"], capture_output=True, text=True, check=True)
     d = json.loads(out.stdout)
+    assert "profile: [1/3]" in out.stderr and "\r" not in out.stderr  # stderr is a pipe: one line per stage
     assert d["peak_rss_mb"] > 0 and set(d["latency_ms"]) >= {"p50", "p95", "p99"} and d["estimate"] is True
     text = subprocess.run([sys.executable, "-m", "edgeode", "profile", str(bundle), "--device", "pi-zero-2w",
                            "--runs", "3", "--warmup", "1"], capture_output=True, text=True, check=True).stdout

@@ -16,7 +16,6 @@ Writes ``report.md``, ``report.json`` and PNG plots (:mod:`edgeode.compare.repor
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -82,11 +81,10 @@ def _model_config(cfg: CompareConfig, arch: str, image_size: int):
 
 
 def _bar(enabled: bool, total: int, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="model", disable=not enabled, file=sys.stderr)
+    """Live bar on a terminal, one line per stage in a log (edgeode.progress)."""
+    from edgeode.progress import Stages
+
+    return Stages(desc, total, enabled=enabled, unit="stage")
 
 
 def device_figures(prof: dict[str, Any], profiles: list[DeviceProfile]) -> dict[str, Any]:
@@ -124,10 +122,9 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
     data = load_dataset(cfg.data, cfg.data_path, cfg.seed)
     image_size = int(data.input_shape[-1])
     rows = []
-    bar = _bar(cfg.progress, len(MNIST_ARCHS), "compare: train, export, profile")
+    bar = _bar(cfg.progress, 3 * len(MNIST_ARCHS), "compare")
     for arch in MNIST_ARCHS:
-        if bar is not None:
-            bar.set_postfix_str(arch)
+        bar.set_description(f"{arch}: train {cfg.epochs} epoch(s)")
         run_dir, bundle_dir = out / "runs" / arch, out / "bundles" / arch
         mc = _model_config(cfg, arch, image_size)
         tc = TrainConfig(model=mc, data=cfg.data, data_path=cfg.data_path, epochs=cfg.epochs, batch_size=64,
@@ -135,7 +132,11 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
         t0 = time.perf_counter()
         result = train(tc, run_dir, progress=False, overwrite=True)
         train_s = time.perf_counter() - t0
+        bar.update(1)
+        bar.set_description(f"{arch}: export to ONNX")
         export_run(run_dir, bundle_dir, formats=("onnx",), progress=False, overwrite=True)
+        bar.update(1)
+        bar.set_description(f"{arch}: profile for {profile.name}")
         prof = profile_bundle(bundle_dir, profile, runs=cfg.runs, warmup=2, progress=False).to_dict()
         metrics = result.metrics
         params = metrics.get("parameters")
@@ -166,10 +167,8 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
             "figures": prof["figures"],
             "per_device": device_figures(prof, profiles),
         })
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     info = {"data": cfg.data, "train_examples": int(len(data.y_train)), "test_examples": int(len(data.y_test)),
             "input_shape": list(data.input_shape)}
     return rows, info

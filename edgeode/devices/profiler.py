@@ -245,13 +245,12 @@ def _macs(bundle: Path, manifest: Any, used: dict[str, str], field_evals: int, s
 
 
 def _progress(enabled: bool, total: int):
+    """Live bar on a terminal, one line per stage in a log (edgeode.progress)."""
     if not enabled:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="profile", unit="step", leave=False)
+    from edgeode.progress import Stages
+
+    return Stages("profile", total, unit="step")
 
 
 def _step(bar: Any, text: str) -> None:

@@ -177,9 +177,9 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
     timings: dict[str, float] = {}
     artifacts: list[Artifact] = []
     try:
-        from tqdm import tqdm
+        from edgeode.progress import Stages
 
-        bar = tqdm(total=len(jobs), desc="export", unit="file", disable=not progress, file=sys.stderr)
+        bar = Stages("export", len(jobs), enabled=progress, unit="file")
         for job in jobs:
             bar.set_postfix_str(job.path)
             artifacts.append(_build_artifact(job, tmp, tolerance_for("float32", tolerance), timings))

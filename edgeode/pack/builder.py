@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -188,30 +187,22 @@ def _write_tar(out_dir: Path) -> Path:
 
 
 class _Progress:
-    """Stage-by-stage progress bar on stderr (tqdm if installed, silent otherwise)."""
+    """Stage-by-stage progress on stderr: a live bar on a terminal, one line per stage in a log."""
 
     def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        self.started = False
-        if enabled:
-            try:
-                from tqdm import tqdm
+        from edgeode.progress import Stages
 
-                self.bar = tqdm(total=total, file=sys.stderr, desc="pack", leave=False,
-                                bar_format="{desc} {n_fmt}/{total_fmt} {bar} {elapsed}")
-            except ImportError:
-                self.bar = None
+        self.bar = Stages("pack", total, enabled=enabled, unit="stage")
+        self.started = False
 
     def stage(self, name: str) -> None:
-        if self.bar is not None:
-            if self.started:
-                self.bar.update(1)
-            self.started = True
-            self.bar.set_description_str(f"pack: {name}")
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_description(name)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def _mcu_message(profile) -> str:

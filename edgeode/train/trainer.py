@@ -223,6 +223,8 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
          progress: bool) -> dict:
     from tqdm import tqdm
 
+    from edgeode.progress import is_terminal
+
     n = data.x_train.shape[0]
     sampler = DistributedSampler(range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=config.seed, drop_last=False)
@@ -241,8 +243,9 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
         sampler.set_epoch(epoch)
         order = torch.tensor(list(iter(sampler)), dtype=torch.long)
         batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+        # the per-batch bar only on a terminal; in a log the per-epoch line below is the progress
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, leave=False,
-                   disable=not (progress and ctx.is_main), unit="batch")
+                   disable=not (progress and ctx.is_main and is_terminal()), unit="batch")
         total, correct, seen = 0.0, 0, 0
         for idx in bar:
             x, y = data.x_train[idx], data.y_train[idx]
