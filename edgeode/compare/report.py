@@ -75,11 +75,22 @@ def _plot_accuracy_energy(report: dict, path: Path) -> bool:
            if r.get("energy_proxy_mj") is not None and r.get("accuracy") is not None]
     if not pts:
         return False
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for e, a, name in pts:
         ax.scatter([e], [100 * a], s=60)
-        ax.annotate(name, (e, 100 * a), textcoords="offset points", xytext=(6, 4))
+        ax.annotate(f"{name} {100 * a:.1f}%", (e, 100 * a), textcoords="offset points", xytext=(6, 4))
     ax.set_xscale("log")
+    # plain numbers on the decades only: log-scale minor labels (2x10^1, 3x10^1, ...) overlapped
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = min(e for e, _, _ in pts), max(e for e, _, _ in pts)
+    ax.set_xlim(lo / 2, hi * 2)
+    # an honest y axis: up to 100%, from at least 10 points below the worst model, so a 1-point gap
+    # looks like one point and not like the whole plot
+    worst = min(100 * a for _, a, _ in pts)
+    ax.set_ylim(max(0.0, 10 * math.floor((worst - 10) / 10)), 100.5)
     ax.set_xlabel(f"energy proxy per inference on {report['device']} (mJ, estimate)")
     ax.set_ylabel(f"test accuracy on {report['data']['data']} (%)")
     ax.set_title("Accuracy vs energy per inference (upper left is better)")
@@ -163,7 +174,9 @@ def _plot_train_memory(report: dict, path: Path) -> bool:
     ax.set_xscale("log")
     ax.set_xlabel("depth: solver steps (ODE-Net) or residual blocks (ResNet)")
     ax.set_ylabel("peak training memory (MB)")
-    ax.set_title("Training memory vs depth (from " + Path(str(tm.get("source"))).name + ")")
+    # not measured by this compare run: say so where the plot is read
+    ax.set_title("Training memory vs depth\n(stored results of benchmarks/train_memory.py, "
+                 + Path(str(tm.get("source"))).name + "; not this run)", fontsize=10)
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -196,6 +209,10 @@ def _markdown(report: dict, plots: dict[str, str]) -> str:
                        ("latency_per_device", "Latency per device"), ("train_memory", "Training memory vs steps")):
         if key in plots:
             lines += [f"![{title}]({plots[key]})", ""]
+            if key == "train_memory":
+                lines += [f"Training memory is not measured by this run: the plot is drawn from the stored results "
+                          f"in `{(report.get('train_memory') or {}).get('source')}` (`python3 benchmarks/train_memory.py` "
+                          "measures them again).", ""]
     d = report["data"]
     lines += [f"## MNIST scale: trained on {d['data']} ({d['train_examples']} train / {d['test_examples']} test, "
               f"input {d['input_shape']})", "",
