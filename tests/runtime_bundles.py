@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -144,10 +144,22 @@ def artifact(root: Path, rel: str, role: str, fmt: str, ins, outs, batch=None, p
 
 def write_manifest(root: Path, kind: str, arch: str, input_spec: InputSpec, output_spec: OutputSpec,
                    solver: SolverSpec | None, artifacts: list[Artifact]) -> Manifest:
+    """Write ``manifest.json`` as ``edgeode export`` does: each file first gets its computation-defining record
+    (so checksums are of the final files), the seal last."""
+    from edgeode.export.record import write_record
+    from edgeode.runtime.contract import contract_json
+    from edgeode.runtime.digest import write_seal
+
     man = Manifest(kind=kind, model={"arch": arch, "parameters": 0, "config": {}}, input=input_spec, output=output_spec,
                    solver=solver, artifacts=tuple(artifacts), tools={"test": "runtime_bundles"},
                    created="2026-01-01T00:00:00Z")
+    final = []
+    for art in artifacts:
+        write_record(root / art.path, art.format, contract_json(man, art))
+        final.append(replace(art, sha256=sha256_file(root / art.path), size=(root / art.path).stat().st_size))
+    man = replace(man, artifacts=tuple(final))
     (root / "manifest.json").write_text(man.to_json())
+    write_seal(root)
     return man
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from edgeode.errors import ConfigError, ParityError
+from edgeode.runtime.digest import verify_bundle
 from edgeode.runtime.manifest import Manifest
 from edgeode.tableaus import TABLEAUS, get_tableau
 from edgeode.train.fields import ConvField
@@ -179,6 +180,8 @@ def test_onnx_bundle_manifest_is_complete_and_verifiable(onnx_bundle):
     fused = manifest.find("fused", "onnx")
     assert [s.name for s in fused.inputs] == ["x", "steps"] and fused.inputs[1].dtype == "int64"
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".bundle")]  # no temp dirs left
+    check = verify_bundle(out)  # sealed, and every file (quantized ones too) records what it computes
+    assert check.unrecorded == () and len(check.recorded) == len(manifest.artifacts)
 
 
 def test_onnx_int8_dynamic_variants_pass_a_looser_gate(onnx_bundle):
@@ -308,6 +311,7 @@ def test_tflite_bundle_with_fixed_batch(tmp_path):
         assert manifest.find("fused", "tflite", precision).size < manifest.find("fused", "tflite").size
     fused = manifest.find("fused", "tflite")
     assert fused.inputs[0].shape == (2, 1, 8, 8) and fused.outputs[0].name == "logits"
+    assert verify_bundle(tmp_path / "b").unrecorded == ()  # every TFLite file holds its record
     runner = interp.Interpreter(model_path=str(tmp_path / "b" / fused.path)).get_signature_runner()
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():

@@ -80,3 +80,9 @@ def add_device(p: argparse.ArgumentParser, *, default: str | None = None, requir
     if default is not None:
         text += f" (default {default})"
     p.add_argument("-d", "--device", type=device_name, default=default, required=required, metavar="NAME", help=text)
+
+
+def add_expect_digest(p: argparse.ArgumentParser) -> None:
+    """``--expect-digest DIGEST`` (``args.expect_digest``): run only the bundle a fleet pinned (run, profile, verify)."""
+    p.add_argument("--expect-digest", default=None, metavar="DIGEST",
+                   help="refuse any bundle whose digest (as `edgeode verify BUNDLE` prints it) is not DIGEST")

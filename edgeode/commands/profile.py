@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgeode.commands.options import add_device, add_json, add_quiet
+from edgeode.commands.options import add_device, add_expect_digest, add_json, add_quiet
 
 HELP = """\
 Run a bundle with the torch-free runtime in a child process and report, for a device profile:
@@ -46,6 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="batch size of each inference (default 1)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before the measured process is killed (default 300)")
     p.add_argument("--no-macs", action="store_true", help="skip counting MACs (counting them reads the ONNX graph with the onnx package)")
+    add_expect_digest(p)
     add_json(p, "one object (keys carry units: _mb, _ms, _mj)")
     add_quiet(p)
     p.set_defaults(func=run)
@@ -150,6 +151,10 @@ def run(args) -> int:
     from edgeode.runtime.bounded import check_timeout
 
     check_timeout(args.timeout)
+    if args.expect_digest is not None:
+        from edgeode.runtime.digest import check_digest
+
+        check_digest(args.bundle, args.expect_digest)
     report = profile_bundle(args.bundle, args.device, backend=args.backend, mode=args.mode, threads=args.threads,
                             runs=args.runs, warmup=args.warmup, batch=args.batch, precision=args.precision,
                             timeout=args.timeout, count_macs=not args.no_macs, progress=not args.quiet)

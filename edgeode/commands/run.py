@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-from edgeode.commands.options import add_json, add_quiet
+from edgeode.commands.options import add_expect_digest, add_json, add_quiet
 from edgeode.tableaus import tableau_names
 
 HELP = "run a bundle with the torch-free runtime (onnxruntime / LiteRT)"
@@ -57,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="stop the run after SECONDS (load included) with exit code 124; Ctrl-C stops it with 130 "
                         "(default: no timeout)")
+    add_expect_digest(parser)
     add_json(parser, "one object (predictions, backend, mode, latency_ms, ...)")
     add_quiet(parser)
     parser.set_defaults(func=run)
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     timeout = check_timeout(args.timeout)
     mode = args.mode or ("loop" if args.solver or args.backend == "tflm" else "fused")
     model = load(args.bundle, backend=args.backend, mode=mode, threads=args.threads, precision=args.precision,
-                 steps=args.steps, tableau=args.solver)
+                 steps=args.steps, tableau=args.solver, expect_digest=args.expect_digest)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", InputWarning)

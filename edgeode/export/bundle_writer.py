@@ -20,9 +20,12 @@ from torch import nn
 from edgeode.errors import ConfigError, DataError, ParityError
 from edgeode.export.parity import check_parity, tolerance_for
 from edgeode.export.plan import Job, plan_jobs, prepare
+from edgeode.export.record import write_record
 from edgeode.export.specs import onnx_specs, tflite_specs
 from edgeode.fsutil import commit_dir, discard_dir, make_staging_dir
 from edgeode.runtime.bundle import sha256_file
+from edgeode.runtime.contract import contract_json
+from edgeode.runtime.digest import verify_bundle, write_seal
 from edgeode.runtime.manifest import (
     MANIFEST_NAME,
     Artifact,
@@ -121,12 +124,23 @@ def _sample_inputs(source: ExportSource, n_real: int = 4, n_random: int = 3) -> 
     return torch.cat(parts).contiguous()
 
 
-def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict) -> Artifact:
+def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict, skeleton: Manifest | None = None) -> Artifact:
+    """Build one file, write the computation-defining record into it (``skeleton``: the manifest without its
+    artifacts; None writes none), pass it through the parity gate, and describe it."""
     path = tmp / job.path
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     job.build(path)
     timings[job.path] = round(time.perf_counter() - start, 2)
+    if job.format == "onnx":
+        inputs, outputs, opset = onnx_specs(path)
+    else:
+        inputs, outputs = tflite_specs(path, index_order=job.precision == "int8")
+        opset = None
+    art = Artifact(path=job.path, role=job.role, format=job.format, precision=job.precision, sha256="0" * 64, size=0,
+                   batch=job.batch, inputs=inputs, outputs=outputs, opset=opset, parity_max_abs=0.0, parity_tolerance=0.0)
+    if skeleton is not None:
+        write_record(path, job.format, contract_json(skeleton, art))
     tflm, runner = None, None
     if job.precision == "int8":  # measured and gated in TensorFlow Lite Micro, the interpreter a board runs
         from edgeode.export.int8 import open_in_tflm
@@ -140,15 +154,8 @@ def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict) -> A
             f"({'; '.join(result.details)}). The converted model is wrong or too imprecise: export without this format "
             "(--formats) or precision, or pass a larger --tolerance if the difference is acceptable"
         )
-    if job.format == "onnx":
-        inputs, outputs, opset = onnx_specs(path)
-    else:
-        inputs, outputs = tflite_specs(path, index_order=tflm is not None)
-        opset = None
-    sha, size = sha256_file(path), path.stat().st_size
-    return Artifact(path=job.path, role=job.role, format=job.format, precision=job.precision, sha256=sha, size=size,
-                    batch=job.batch, inputs=inputs, outputs=outputs, opset=opset,
-                    parity_max_abs=result.max_abs, parity_tolerance=result.bound, tflm=tflm)
+    return replace(art, sha256=sha256_file(path), size=path.stat().st_size, parity_max_abs=result.max_abs,
+                   parity_tolerance=result.bound, tflm=tflm)
 
 
 def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,
@@ -176,13 +183,14 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
     tmp = _prepare_destination(out_dir, overwrite)
     timings: dict[str, float] = {}
     artifacts: list[Artifact] = []
+    skeleton = _manifest(source, prepared, artifacts, timings)  # what every file records about itself
     try:
         from edgeode.progress import Stages
 
         bar = Stages("export", len(jobs), enabled=progress, unit="file")
         for job in jobs:
             bar.set_postfix_str(job.path)
-            artifacts.append(_build_artifact(job, tmp, tolerance_for("float32", tolerance), timings))
+            artifacts.append(_build_artifact(job, tmp, tolerance_for("float32", tolerance), timings, skeleton))
             bar.update()
         if quantize:
             from edgeode.export.quantize import quantized_jobs
@@ -191,7 +199,7 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
             bar.total += len(qjobs)
             for job in qjobs:
                 bar.set_postfix_str(job.path)
-                artifacts.append(_build_artifact(job, tmp, tolerance_for(job.precision, tolerance), timings))
+                artifacts.append(_build_artifact(job, tmp, tolerance_for(job.precision, tolerance), timings, skeleton))
                 bar.update()
         calibration = None
         if "int8" in quantize:
@@ -202,17 +210,18 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
             bar.total += len(ijobs)
             for job in ijobs:
                 bar.set_postfix_str(job.path)
-                artifacts.append(_build_artifact(job, tmp, tolerance_for("int8", tolerance), timings))
+                artifacts.append(_build_artifact(job, tmp, tolerance_for("int8", tolerance), timings, skeleton))
                 bar.update()
         bar.close()
-        manifest = _manifest(source, prepared, artifacts, timings)
+        manifest = replace(skeleton, artifacts=tuple(artifacts))
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         if calibration is not None:  # accuracy through the runtime's tflm backend, on the bundle as written
             from edgeode.export.int8 import mcu_info
 
             manifest = replace(manifest, mcu=mcu_info(tmp, prepared, calibration, source.heldout, source.calibration_split))
             (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-        Manifest.read(tmp)  # the strict parser accepts what we wrote
+        write_seal(tmp)
+        verify_bundle(tmp)  # the strict reader accepts what we wrote: checksums, records, seal
         commit_dir(tmp, out_dir)
     except BaseException:
         discard_dir(tmp)

@@ -32,6 +32,7 @@ import numpy as np
 from edgeode.errors import ConfigError, ShapeError, SolverError
 from edgeode.runtime.backends import BACKEND_FORMAT, Session, choose_backend, open_session
 from edgeode.runtime.bundle import Bundle, read_bundle
+from edgeode.runtime.contract import check_contract
 from edgeode.runtime.limits import MAX_STEPS, check_steps, check_work
 from edgeode.runtime.loop import FieldLoop, interval_steps
 from edgeode.runtime.manifest import Artifact, Manifest, TensorSpec
@@ -161,6 +162,12 @@ class Model:
         except BaseException:
             self.close()
             raise
+        try:  # the manifest must say what each file was built for (edgeode.runtime.contract)
+            checked = [check_contract(man, art, bundle.path(art)) for art in roles.values()]
+        except BaseException:
+            self.close()
+            raise
+        self.contract = "checked" if all(checked) else "unchecked (artifacts without a record)"
         if "field" in self.sessions:
             self._loop = FieldLoop(self.sessions["field"], self.tableau)
         # per-inference feed names, resolved once here rather than on every predict()
@@ -212,6 +219,7 @@ class Model:
             "t0": sol.t0 if sol else None,
             "t1": sol.t1 if sol else None,
             "field_evaluations": self.field_evaluations,
+            "contract": self.contract,
             "artifacts": {role: s.artifact.path for role, s in self.sessions.items()},
             "input": man.input.tensor.to_dict(),
             "output": man.output.tensor.to_dict(),
@@ -390,7 +398,7 @@ class Model:
 
 def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", threads: int | None = None,
          precision: str | None = None, steps: int | None = None, tableau: str | ButcherTableau | None = None,
-         batch: int | None = None, engines: int | None = None) -> Model:
+         batch: int | None = None, engines: int | None = None, expect_digest: str | None = None) -> Model:
     """Open a bundle for inference without torch.
 
     Args:
@@ -408,9 +416,13 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
         batch: pick artifacts built for this fixed batch (TFLite) when the bundle has several.
         engines: TFLite backends: most interpreters per artifact for threads calling at once (None:
             one per CPU; 1: one interpreter behind a lock, the least memory). onnxruntime shares one session.
+        expect_digest: refuse any bundle whose digest (``edgeode verify BUNDLE`` prints it) is not this one,
+            so a fleet runs exactly the bundle it tested.
 
     Raises:
-        BundleError, BackendError, ConfigError: the message says what is wrong and the fix.
+        BundleError: the bundle is damaged, its manifest disagrees with what a file was built for
+            (:mod:`edgeode.runtime.contract`), or its digest is not ``expect_digest``.
+        BackendError, ConfigError: the message says what is wrong and the fix.
     """
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose 'fused' (one graph call) or 'loop' (numpy solver loop)")
@@ -419,6 +431,10 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
         raise ConfigError(f"engines must be a positive integer (TFLite interpreters per artifact) or None, got {engines!r}")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ConfigError(f"batch must be a positive integer or None, got {batch!r}")
+    if expect_digest is not None:
+        from edgeode.runtime.digest import check_digest
+
+        check_digest(bundle_dir, expect_digest)
     bundle = read_bundle(bundle_dir)
     if precision is None:
         precision = "int8" if backend == "tflm" and bundle.artifacts(precision="int8") else "float32"
