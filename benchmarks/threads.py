@@ -7,6 +7,8 @@ the serial one (a mismatch aborts the benchmark). TFLite backends run twice: wit
 behind a lock), the two designs the rule was chosen between.
 
     python3 benchmarks/threads.py                    # the tiny test classifier (tests/runtime_bundles.py)
+    python3 benchmarks/threads.py --wide             # a dynamics bundle with a 512-wide field, batch 32:
+                                                     # the backend call, not Python, dominates
     python3 benchmarks/threads.py --bundle BUNDLE    # any exported bundle (batch = its TFLite batch or 1)
 """
 
@@ -61,6 +63,7 @@ def _throughput(model, inputs: list[np.ndarray], expected: list[np.ndarray], thr
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--bundle", type=Path, default=None, help="bundle to measure (default: build the tiny test classifier)")
+    parser.add_argument("--wide", action="store_true", help="build a dynamics bundle with a 512-wide field (batch 32)")
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per configuration")
     parser.add_argument("--out", type=Path, default=None, help="results directory (default benchmarks/results)")
     args = parser.parse_args(argv)
@@ -74,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, str(ROOT / "tests"))
             import runtime_bundles as rb
 
-            log("building the tiny test classifier (ONNX + TFLite)")
-            bundle = rb.build_classifier(Path(tmp) / "classifier", formats=("onnx", "tflite"), tflite_batch=2).path
+            if args.wide:
+                log("building a dynamics bundle with a 512-wide field (ONNX + TFLite, batch 32)")
+                bundle = rb.build_dynamics(Path(tmp) / "wide", formats=("onnx", "tflite"), tflite_batch=32, hidden=512).path
+            else:
+                log("building the tiny test classifier (ONNX + TFLite)")
+                bundle = rb.build_classifier(Path(tmp) / "classifier", formats=("onnx", "tflite"), tflite_batch=2).path
         rows, results = [], []
         for backend in ("onnxruntime", "litert", "tflite-runtime"):
             if not backend_available(backend):
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:  # this bundle has no such artifact
                         log(f"skip {backend} {mode}: {exc}")
                         break
-                    batch = model.batch or 1
+                    batch = model.batch or (32 if args.wide else 1)
                     rng = np.random.default_rng(0)
                     shape = model.manifest.input.tensor.shape[1:]
                     inputs = [rng.standard_normal((batch, *shape)).astype(np.float32) for _ in range(8)]
@@ -103,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{rates[-1] / rates[0]:.2f}x"])
     info = machine_info()
     table = markdown_table(["backend", "mode", "design", "batch", *(f"{n} thr calls/s" for n in THREADS), "8 vs 1"], rows)
-    md = f"# One shared Model, N threads\n\n{machine_markdown(info)}\n\nbundle: {args.bundle or 'tiny test classifier'}\n\n{table}\n"
-    write_results("threads", {"machine": info, "bundle": str(args.bundle or "tiny"), "results": results}, md, args.out)
+    label = str(args.bundle) if args.bundle else ("wide dynamics (512 hidden, batch 32)" if args.wide else "tiny test classifier")
+    md = f"# One shared Model, N threads\n\n{machine_markdown(info)}\n\nbundle: {label}\n\n{table}\n"
+    name = "threads_wide" if args.wide and not args.bundle else "threads"
+    write_results(name, {"machine": info, "bundle": label, "results": results}, md, args.out)
     print(md)
     return 0
 
