@@ -5,12 +5,19 @@ The property is the same for every target: whatever the input, edgeode either wo
 typed :class:`~edgeode.errors.EdgeodeError` (the CLI: exits with a message) — never another
 exception (a *traceback*), never a case that runs past :data:`HANG_S` (a *hang*), never a dead
 process (a *crash*; model bytes are loaded in a separate worker process so that a crash in a
-backend's C++ is seen as one, not as the death of the fuzzer).
+backend's C++ is seen as one, not as the death of the fuzzer), and for the ``contract`` target never a
+loaded model that computes or reports anything other than the unedited bundle (a *lie*).
 
 Targets (each draws real files and runs them through the real readers and backends):
 
 ``manifest``  a real bundle's manifest.json with subtrees replaced, deleted or added, or its text
               damaged; read, verified, loaded and run.
+``contract``  a hand edit of the computation-defining fields (solver, input, output, kind, an artifact's
+              role / precision / batch / tensor specs): a plausible value (a nearby number, another
+              tableau or dtype name, a reordered list) or the same one re-written. Loaded in both modes,
+              the edit must be refused with a typed error, or change nothing at all: outputs bit-equal
+              to the unedited bundle's and the same solver, input, preprocessing and labels reported
+              (a *lie* otherwise: the manifest said one thing and the runtime did or said another).
 ``npy``       real .npy files of random dtype and shape, then bytes flipped or cut; read as ``edgeode run`` does.
 ``image``     PNG (written by Pillow, every mode; bytes flipped with or without fixing the CRCs,
               IHDR fields overwritten) and PGM (random headers and values); preprocessed and run.
@@ -49,11 +56,16 @@ from edgeode.errors import EdgeodeError  # noqa: E402
 HANG_S = 30.0
 """A case running longer than this is a hang (a tiny model does any legal work in well under that)."""
 
-OUTCOMES = ("ok", "typed", "usage", "traceback", "hang", "crash")
+OUTCOMES = ("ok", "typed", "usage", "traceback", "hang", "crash", "lie")
+FAILURES = ("traceback", "hang", "crash", "lie")
 
 
 class Hang(BaseException):
     """Raised by the alarm inside a case that runs past HANG_S."""
+
+
+class Lie(Exception):
+    """Raised by a ``contract`` case whose edited manifest loaded and changed what is computed or reported."""
 
 
 @dataclass
@@ -65,7 +77,7 @@ class Tally:
 
     def add(self, target: str, outcome: str, detail: str = "", case: Any = None) -> None:
         self.counts[(target, outcome)] += 1
-        if outcome in ("traceback", "hang", "crash") and len(self.bad) < 20:
+        if outcome in FAILURES and len(self.bad) < 20:
             self.bad.append({"target": target, "outcome": outcome, "detail": detail[-3000:], "case": repr(case)[:500]})
 
     def total(self, outcome: str | None = None) -> int:
@@ -89,6 +101,8 @@ def classify(fn, *args) -> tuple[str, str]:
         return ("usage", str(exc.code)) if exc.code == 2 else ("traceback", f"SystemExit({exc.code!r})")
     except Hang:
         return "hang", f"over {HANG_S} s"
+    except Lie as exc:
+        return "lie", str(exc)
     except Exception:
         return "traceback", traceback.format_exc()
     finally:
@@ -157,6 +171,64 @@ def flip_bytes(data: bytes, flips: list[tuple[int, int]], cut: int | None) -> by
 
 byte_edits = st.tuples(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=6),
                        st.none() | st.integers(0, 1 << 20))
+
+_NAMES = ["rk4", "rk4_38", "euler", "midpoint", "heun", "float32", "float16", "int8-dynamic", "int64", "x", "h", "t",
+          "scores", "logits", "fused", "field", "head", "onnx", "tflite", "classifier", "dynamics", "zero", ""]
+
+
+@st.composite
+def near_values(draw, value: Any) -> Any:
+    """A value a person editing the manifest by hand might write instead of ``value``."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return draw(st.sampled_from([value + 1, value - 1, value * 2, -value, float(value), value + 1e-6, 0, 10**6]))
+    if isinstance(value, str):
+        return draw(st.sampled_from(_NAMES))
+    if value is None:
+        return draw(st.sampled_from([0, 1, 2, "x", []]))
+    if isinstance(value, list):
+        how = draw(st.sampled_from(["reverse", "drop", "repeat", "wrap"]))
+        if how == "reverse":
+            return value[::-1]
+        if how == "drop":
+            return value[:-1]
+        return value + value[-1:] if how == "repeat" else [value]
+    if value:  # a dict: one key removed
+        key = draw(st.sampled_from(sorted(value)))
+        return {k: v for k, v in value.items() if k != key}
+    return {"x": 1}
+
+
+def contract_paths(manifest: dict) -> list[tuple]:
+    """Every path into the computation-defining part of a manifest (see :mod:`edgeode.runtime.contract`)."""
+    paths = [p for key in ("kind", "input", "output", "solver") if key in manifest for p in _paths(manifest[key], (key,))]
+    for i, art in enumerate(manifest.get("artifacts", [])):
+        paths += [p for key in ("role", "format", "precision", "batch", "inputs", "outputs")
+                  for p in _paths(art.get(key), ("artifacts", i, key))]
+    return paths
+
+
+def _at(tree: Any, path: tuple) -> Any:
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+@st.composite
+def contract_edits(draw, manifest: dict) -> tuple[list[tuple[tuple, Any]], int | None]:
+    """1-3 (path, new value) hand edits of computation-defining fields, and the JSON indent to write with.
+
+    A third of the edits re-write the value the field already has (which must be accepted)."""
+    paths = contract_paths(manifest)
+    chosen = []
+    for path in draw(st.lists(st.sampled_from(paths), min_size=1, max_size=3)):
+        old = _at(manifest, path)
+        how = draw(st.sampled_from(["same", "near", "near", "any"]))
+        new = old if how == "same" else draw(near_values(old)) if how == "near" else draw(json_values)
+        chosen.append((path, new))
+    return chosen, draw(st.sampled_from([None, 1, 2, 4]))
+
 
 _DTYPES = ["<f4", ">f4", "<f8", "<f2", "<i8", "|u1", "|b1", "<c8", "|S3", "<U2", "<m8[s]", "|V4"]
 
@@ -327,6 +399,44 @@ class Fuzzer:
     def manifest_cases(self):
         return st.one_of(edits.map(lambda e: ("tree", e)), byte_edits.map(lambda b: ("bytes", b)))
 
+    def _observed(self, bundle: Path, mode: str) -> tuple[dict, np.ndarray]:
+        """What a loaded bundle reports (solver, input with its preprocessing, output with its labels) and computes."""
+        from edgeode.runtime import load
+
+        with contextlib.closing(load(bundle, mode=mode)) as model:
+            said = {k: v for k, v in model.describe().items() if k not in ("bundle", "contract")}
+            man = model.manifest
+            said.update(kind=man.kind, input_spec=man.input.to_dict(), output_spec=man.output.to_dict(),
+                        solver=man.solver.to_dict() if man.solver else None)
+            out = model.predict(self.x) if man.kind == "classifier" else model.solve(self.x)
+        return said, np.asarray(out)
+
+    def contract_case(self, case: tuple[list[tuple[tuple, Any]], int | None]) -> None:
+        """Hand-edit computation-defining fields; a load that succeeds must observe exactly the unedited bundle."""
+        chosen, indent = case
+        tree = json.loads(json.dumps(self.manifest))
+        for path, value in chosen:
+            with contextlib.suppress(LookupError, TypeError):  # an earlier edit replaced a parent of this path
+                _at(tree, path[:-1])[path[-1]] = value
+        dst = self._copy_bundle()
+        (dst / "manifest.json").write_text(json.dumps(tree, indent=indent), encoding="utf-8")
+        mode = "loop" if self._n % 2 else "fused"
+        if not hasattr(self, "_truth"):
+            self._truth = {}
+        if mode not in self._truth:
+            self._truth[mode] = self._observed(self.bundle, mode)
+        said, out = self._observed(dst, mode)
+        want_said, want_out = self._truth[mode]
+        if said != want_said:
+            diff = sorted(k for k in set(said) | set(want_said) if said.get(k) != want_said.get(k))
+            raise Lie(f"{mode}: the edited manifest loaded and reports other {diff}: {[said.get(k) for k in diff]} "
+                      f"instead of {[want_said.get(k) for k in diff]}")
+        if out.shape != want_out.shape or not np.array_equal(out, want_out):
+            raise Lie(f"{mode}: the edited manifest loaded and computed other outputs than the unedited bundle")
+
+    def contract_cases(self):
+        return contract_edits(self.manifest)
+
     # input files ----------------------------------------------------
     def _model(self):
         if not hasattr(self, "_loaded"):
@@ -431,6 +541,7 @@ class Fuzzer:
         """name -> (strategy, run(case) -> (outcome, detail))."""
         return {
             "manifest": (self.manifest_cases(), lambda c: classify(self.manifest_case, c)),
+            "contract": (self.contract_cases(), lambda c: classify(self.contract_case, c)),
             "npy": (npy_files(), lambda c: classify(self.npy_case, c)),
             "image": (image_files, lambda c: classify(self.image_case, c)),
             "cli": (self.cli_cases(), lambda c: classify(self.cli_case, c)),

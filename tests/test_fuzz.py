@@ -1,5 +1,6 @@
 """Property-based fuzzing (hypothesis), short budget: every hostile manifest, input file, CLI argument and
-model file either works or gives a typed error; no traceback, no hang, no crash.
+model file either works or gives a typed error; no traceback, no hang, no crash; a hand-edited manifest is
+refused or changes nothing (no lie).
 
 The targets are in ``tests/fuzz_targets.py``; ``python3 benchmarks/fuzz.py`` runs them with a long
 budget and prints the counts. Examples are derandomized (the same cases on every run and machine).
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_targets as ft  # noqa: E402
 import runtime_bundles as rb  # noqa: E402
 
-BUDGET = {"manifest": 60, "npy": 150, "image": 150, "cli": 60, "model": 30}
+BUDGET = {"manifest": 60, "contract": 40, "npy": 150, "image": 150, "cli": 60, "model": 30}
 GOOD = ("ok", "typed", "usage")
 
 
