@@ -195,3 +195,16 @@ def test_expect_digest_pins_the_bundle(bundle, built):
     assert proc.returncode == 2 and "not the expected" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(ConfigError, match="64 hex digits"):
         load(bundle, expect_digest="sha256:1234")
+
+
+def test_int8_files_hold_their_record_and_refuse_an_edit(digits_int8_bundle, tmp_path):
+    """Full-int8 files (measured in TFLM) carry the record too; TFLM runs them with it and refuses an edited manifest."""
+    check = verify_bundle(digits_int8_bundle)
+    int8 = [a.path for a in check.bundle.manifest.artifacts if a.precision == "int8"]
+    assert int8 and check.unrecorded == () and set(int8) <= set(check.recorded)
+    dst = tmp_path / "int8"
+    shutil.copytree(digits_int8_bundle, dst)
+    steps = check.bundle.manifest.solver.steps
+    _edit(dst, _set("solver", "steps")(steps + 1))
+    with pytest.raises(BundleError, match=rf"solver.steps is {steps + 1} but .* built with {steps}"):
+        load(dst, backend="tflm", mode="loop")
