@@ -7,8 +7,8 @@ and no leftovers stay once the next export has run.
 Trains one tiny digits ODE-Net (``edgeode train``, 1 epoch), exports it once (timed: T), then per
 trial starts ``edgeode export RUN -o BUNDLE --overwrite --formats onnx`` as a real process and
 SIGKILLs its process group after a random delay in [0, 0.9 T]. After every kill it checks that
-BUNDLE is a complete, verified bundle (:func:`edgeode.runtime.read_bundle`: manifest, sizes,
-SHA-256 of every file) and counts the staging / aside directories beside it. At the end it runs one
+BUNDLE is a complete, verified bundle (:func:`edgeode.runtime.digest.verify_bundle`, what
+``edgeode verify`` checks: manifest, sizes, SHA-256 of every file, each file's record, the seal) and counts the staging / aside directories beside it. At the end it runs one
 more export and counts again: the killed exports' leftovers must be gone (only dead ones are
 removed, see :mod:`edgeode.fsutil`). Results: ``benchmarks/results/kill_export.{json,md}``.
 """
@@ -39,14 +39,15 @@ def _leftovers(bundle: Path) -> list[str]:
 
 
 def _state(bundle: Path) -> str:
-    """'intact' (verified), 'missing' or 'broken: reason'."""
+    """'intact' (as `edgeode verify` checks: manifest, sizes, SHA-256, each file's record, the seal), 'missing'
+    or 'broken: reason'."""
     from edgeode.errors import BundleError
-    from edgeode.runtime import read_bundle
+    from edgeode.runtime.digest import verify_bundle
 
     if not bundle.exists():
         return "missing"
     try:
-        read_bundle(bundle)
+        verify_bundle(bundle)
     except BundleError as exc:
         return f"broken: {exc}"
     return "intact"

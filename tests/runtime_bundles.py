@@ -184,12 +184,25 @@ class _Fused:
 
 
 def build_classifier(root: Path, formats=("onnx",), tflite_batch: int = 2, steps: int = 4, tableau: str = "rk4",
-                     seed: int = 0) -> Built:
-    """A tiny ODE classifier: [B,1,6,6] -> encoder -> RK solve of an MLP field f(t, h) -> head -> [B,3]."""
+                     seed: int = 0, head_gain: float | None = None) -> Built:
+    """A tiny ODE classifier: [B,1,6,6] -> encoder -> RK solve of an MLP field f(t, h) -> head -> [B,3].
+
+    ``head_gain``: the head's logits are multiplied by it twice (``1e30``: they overflow float32 to
+    Inf/NaN while the solver state stays finite, the case of a model far outside its range)."""
     torch = _torch()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     enc, field, head = _modules(seed)
+    if head_gain is not None:
+        class Gain(torch.nn.Module):
+            def __init__(self, inner, gain):
+                super().__init__()
+                self.inner, self.gain = inner, gain
+
+            def forward(self, h):
+                return self.inner(h) * self.gain * self.gain
+
+        head = Gain(head, head_gain).eval()
     tab = get_tableau(tableau)
     fused = _Fused(enc, field, head, tab, steps)
     arts = []

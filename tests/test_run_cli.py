@@ -104,3 +104,20 @@ def test_errors_exit_2(bundles, tmp_path):
         proc = edgeode("run", *args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "edgeode run: error:" in proc.stderr and match in proc.stderr, proc.stderr
+
+
+def test_non_finite_output_is_a_typed_error_never_invalid_json(tmp_path):
+    """A head whose logits overflow float32 (finite input, finite solver state): `run --json` used to print
+    NaN / Infinity, which is not JSON. Every mode now exits 2 with one line naming NaN/Inf; stdout stays empty."""
+    pytest.importorskip("torch", reason="building the test bundle needs torch")
+    sys.path.insert(0, str(ROOT / "tests"))
+    import runtime_bundles as rb
+
+    built = rb.build_classifier(tmp_path / "overflow", head_gain=1e30)
+    assert not np.isfinite(built.y).all()  # torch's own output overflows: the bundle is what it claims
+    np.save(tmp_path / "x.npy", built.x[:2])
+    for mode, where in (("fused", "fused solve"), ("loop", "the head after a finite state")):
+        proc = edgeode("run", str(built.path), str(tmp_path / "x.npy"), "--json", "--mode", mode)
+        assert proc.returncode == 2 and proc.stdout == "", (mode, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "NaN/Inf" in lines[0] and where in lines[0] and "Traceback" not in proc.stderr

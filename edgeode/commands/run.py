@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             "latency_ms": latency_ms,
             "predictions": preds,
         }
-        json.dump(result, sys.stdout)
+        json.dump(result, sys.stdout, allow_nan=False)  # valid JSON: the runtime returns finite outputs or raises
         sys.stdout.write("\n")
         return 0
     solve = f", {desc['tableau']} x {desc['steps']} steps" if desc["tableau"] else ""

@@ -271,7 +271,7 @@ class Model:
             raise SolverError(
                 f"the fused solve ({self.tableau.name}, {self.steps} steps) returned NaN/Inf; the input is far outside "
                 "what the model was trained on, or the solve is unstable: run with mode='loop' (--mode loop) to see "
-                "the step where it happens, or try more steps"
+                "where it happens (the solver step, or the head after it), or try more steps"
             )
         return out
 
@@ -305,7 +305,8 @@ class Model:
             dynamics: the final state h(t1) ``[B, D]``.
 
         Raises:
-            ShapeError: wrong rank, shape or dtype. SolverError: the state became NaN/Inf (loop mode).
+            ShapeError: wrong rank, shape or dtype. SolverError: the state (loop mode), the fused solve or
+            the output became NaN/Inf: a returned array is always finite.
         """
         spec = self._input_spec
         x = self._check_input(x, spec, "input x")
@@ -319,7 +320,15 @@ class Model:
             out = self._chunked(self._run_fused, x)
         else:
             out = self._chunked(self._loop_final, x)
-        return np.asarray(out, dtype=np.float32)
+        out = np.asarray(out, dtype=np.float32)
+        if not np.isfinite(out).all():  # fused and the loop's state are checked already; this is the head / model
+            bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1)).tolist()
+            raise SolverError(
+                f"the model's output is NaN/Inf for sample(s) {bad[:10]}{' ...' if len(bad) > 10 else ''} "
+                f"({self.mode} mode, the {'head' if 'head' in self.sessions else 'model'} after a finite state); the "
+                "input is far outside what the model was trained on: check its scale against the manifest's preprocess"
+            )
+        return out
 
     def solve(self, y0: np.ndarray, times: np.ndarray | list[float] | None = None) -> np.ndarray:
         """Integrate a dynamics model from ``y0`` (``[B, D]``) and return the states ``[T, B, D]``.
