@@ -8,7 +8,8 @@ Trains one tiny digits ODE-Net (``edgeode train``, 1 epoch), exports it once (ti
 trial starts ``edgeode export RUN -o BUNDLE --overwrite --formats onnx`` as a real process and
 SIGKILLs its process group after a random delay in [0, 0.9 T]. After every kill it checks that
 BUNDLE is a complete, verified bundle (:func:`edgeode.runtime.digest.verify_bundle`, what
-``edgeode verify`` checks: manifest, sizes, SHA-256 of every file, each file's record, the seal) and counts the staging / aside directories beside it. At the end it runs one
+``edgeode verify`` checks: manifest, sizes, SHA-256 of every file, each file's record, the seal) and
+counts the staging / aside directories beside it. At the end it runs one
 more export and counts again: the killed exports' leftovers must be gone (only dead ones are
 removed, see :mod:`edgeode.fsutil`). Results: ``benchmarks/results/kill_export.{json,md}``.
 """
