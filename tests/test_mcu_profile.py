@@ -180,3 +180,20 @@ def test_mcu_profiles_need_their_sourced_mcu_block():
     with pytest.raises(DeviceError, match="ascending"):
         parse_profile(dict(data, mcu=dict(data["mcu"], cycles_per_mac=[3, 2, 1])), "x.json")
 
+
+def test_compare_mcu_section_table_and_plot(digits_int8_bundle, tmp_path):
+    """The compare report's microcontroller rows (``edgeode compare --mcu``) for the int8 ODE-Net, both modes."""
+    from edgeode.compare.mcu import MCU_BOARDS, mcu_rows
+    from edgeode.compare.report import _mcu_markdown, _plot_mcu
+
+    rows = mcu_rows({"odenet": digits_int8_bundle})
+    assert [(r["device"], r["mode"]) for r in rows] == [(b, m) for b in MCU_BOARDS for m in ("loop", "fused")]
+    man = Manifest.read(digits_int8_bundle)
+    for r in rows:
+        d = profile_bundle(digits_int8_bundle, r["device"], mode=r["mode"]).to_dict()
+        assert (r["flash_bytes"], r["ram_needed_bytes"], r["fits"]) == (d["flash_bytes"], d["fits"]["ram_needed_bytes"],
+                                                                      d["fits"]["fits"])
+        assert r["accuracy_int8"] == man.mcu.accuracy["int8"][r["mode"]]
+    assert _plot_mcu({"mcu": rows}, tmp_path / "mcu.png") and (tmp_path / "mcu.png").stat().st_size > 10_000
+    table = "\n".join(_mcu_markdown({"mcu": rows}))
+    assert table.count("| odenet |") == 4 and "estimates" in table

@@ -15,6 +15,11 @@ memory, latency, energy proxy. Then the ImageNet scale (224x224): ResNet-18, Res
 ODE counterparts, random weights, footprint only (parameters, ONNX size, MACs, peak memory, fits
 verdict per device). Writes REPORT_DIR/report.md, report.json and PNG plots.
 
+With --mcu, the ODE-Net, ResNet and VGG are also exported as full-int8 bundles measured in TensorFlow
+Lite Micro and reported on the Nano 33 BLE Sense and the ESP32-S3 (flash, RAM, fits, accuracy in
+TFLM, estimated latency and energy; a table and mcu_boards.png). It adds about 0.5-1.5 min per model
+(calibration and TFLM measurements); it needs `pip install 'edgeode[mcu]'`.
+
 Device figures are estimates unless the device profile was calibrated on this machine.
 Default run: a few minutes on 2 cores (plus ~1-2 min to export and measure the ImageNet models);
 --quick is a tiny configuration for smoke tests.
@@ -43,6 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="export the ImageNet models to ONNX and measure their peak memory (default unless --quick)")
     p.add_argument("--imagenet-estimate", dest="imagenet_measure", action="store_false",
                    help="estimate ImageNet peak memory instead of measuring it")
+    p.add_argument("--mcu", action="store_true",
+                   help="also export int8 bundles (TFLM) of ODE-Net, ResNet and VGG and report them on microcontrollers")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_json(p, "the report (report.json)")
     add_quiet(p)
@@ -55,7 +62,7 @@ def run(args) -> int:
 
     cfg = CompareConfig(device=args.device, out_dir=args.out, data=args.data, data_path=args.data_path,
                         epochs=args.epochs, quick=args.quick, width=args.width, steps=args.steps, runs=args.runs,
-                        imagenet=not args.no_imagenet, imagenet_measure=args.imagenet_measure, seed=args.seed,
+                        imagenet=not args.no_imagenet, imagenet_measure=args.imagenet_measure, mcu=args.mcu, seed=args.seed,
                         progress=not args.quiet)
     report = run_compare(cfg)
     out = args.out
@@ -69,6 +76,11 @@ def run(args) -> int:
         print(f"{r['model']:8s} accuracy {100 * (r['accuracy'] or 0):5.1f}%  params {r['parameters']:>9,}  "
               f"peak {r['peak_rss_mb']:.0f} MB  p50 {lat if lat is None else round(lat, 3)} ms (est.)  "
               f"energy {r['energy_proxy_mj'] if r['energy_proxy_mj'] is None else round(r['energy_proxy_mj'], 4)} mJ (proxy)")
+    for r in report.get("mcu", []):
+        lat = r["latency_ms"]["typical"]
+        print(f"{r['model']:8s} int8 {r['mode']:6s} on {r['device']:18s} flash {r['flash_bytes'] / 1024:7.1f} KiB  "
+              f"RAM {r['ram_needed_bytes'] / 1024:6.1f} KiB  {'fits' if r['fits'] else 'NO FIT'}  accuracy "
+              f"{100 * (r['accuracy_int8'] or 0):5.1f}% (TFLM)  {lat:.3g} ms (est.)")
     ans = report.get("answers", {}).get("vgg16_on_pi_zero_2w")
     if ans:
         print(f"VGG-16 on a Pi Zero 2 W: {ans['message']}")

@@ -7,6 +7,9 @@ Plots (a user should rather look at these than read the tables):
 * ``accuracy_vs_energy.png``: MNIST-scale accuracy against the energy proxy per inference on the
   chosen device.
 * ``latency_per_device.png``: estimated p50 latency of the MNIST-scale models on every device.
+* ``mcu_boards.png`` (with ``--mcu``): the int8 models on each microcontroller board: RAM and flash
+  as a share of the board's (measured arenas and file sizes; over 100% does not fit) and the estimated
+  latency with its low-high range.
 * ``train_memory.png``: training memory against solver steps from the adjoint benchmark, when
   ``benchmarks/results`` holds its results (otherwise omitted, with a note in the report).
 
@@ -123,6 +126,76 @@ def _plot_latency(report: dict, path: Path) -> bool:
     return True
 
 
+def _plot_mcu(report: dict, path: Path) -> bool:
+    rows = report.get("mcu") or []
+    if not rows:
+        return False
+    plt = _plt()
+    import numpy as np
+
+    models = list(dict.fromkeys(f"{r['model']} ({r['mode']})" for r in rows))
+    boards = list(dict.fromkeys(r["device"] for r in rows))
+    cell = {(f"{r['model']} ({r['mode']})", r["device"]): r for r in rows}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    x = np.arange(len(models))
+    width = 0.8 / len(boards)
+    panels = (("RAM needed / board SRAM (%)", lambda r: 100 * r["ram_needed_bytes"] / r["ram_board_bytes"]),
+              ("flash needed / board flash (%)", lambda r: 100 * r["flash_bytes"] / r["flash_board_bytes"]),
+              ("latency per inference (ms, ESTIMATE)", lambda r: r["latency_ms"]["typical"]))
+    for ax, (label, value) in zip(axes, panels, strict=True):
+        for k, board in enumerate(boards):
+            got = [cell.get((m, board)) for m in models]
+            vals = [value(r) if r else 0.0 for r in got]
+            bars = ax.bar(x + k * width, vals, width, label=board)
+            for bar, r in zip(bars, got, strict=True):
+                if r is not None and not r["fits"]:
+                    bar.set_hatch("//")
+            if label.startswith("latency"):
+                lo = [r["latency_ms"]["typical"] - r["latency_ms"]["low"] if r else 0 for r in got]
+                hi = [r["latency_ms"]["high"] - r["latency_ms"]["typical"] if r else 0 for r in got]
+                ax.errorbar(x + k * width, vals, yerr=[lo, hi], fmt="none", ecolor="black", capsize=2, lw=0.8)
+        if label.startswith(("RAM", "flash")):
+            ax.axhline(100, color="red", lw=1, ls="--")
+        else:
+            ax.set_yscale("log")
+        ax.set_xticks(x + width * (len(boards) - 1) / 2, models, rotation=30, ha="right")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("int8 models on microcontrollers (hatched: does not fit; memory measured in TFLM, latency estimated)")
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def _mcu_markdown(report: dict) -> list[str]:
+    rows = report.get("mcu") or []
+    if not rows:
+        return []
+    lines = ["## Microcontrollers: full-int8 models in TensorFlow Lite Micro", "",
+             "Flash = the int8 files + the board's runtime code; RAM = the arenas measured in TFLM at export (+10% "
+             "margin) + RK state + buffers + the board's runtime share, against the SRAM static arrays can use (the "
+             "fit `edgeode pack` applies). Accuracy: int8 (float32) measured in the TFLM interpreter on the test "
+             "split. Latency and energy are **estimates**: int8 MACs x the board's cycles per MAC, typical (low-high).",
+             "", "| model | mode | board | flash KiB | RAM KiB | of board KiB | fits | accuracy int8 (float32) | MACs "
+             "| latency ms (est.) | energy mJ (est.) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lat, en = r["latency_ms"], r["energy_mj"]
+        acc = (f"{_f(100 * r['accuracy_int8'], 1)}% ({_f(100 * r['accuracy_float32'], 1)}%)"
+               if r["accuracy_int8"] is not None and r["accuracy_float32"] is not None else "n/a")
+        lines.append(f"| {r['model']} | {r['mode']} | {r['device']} | {_f(r['flash_bytes'] / 1024, 1)} "
+                     f"| {_f(r['ram_needed_bytes'] / 1024, 1)} | {_f(r['ram_board_bytes'] / 1024, 0)} "
+                     f"| {'yes' if r['fits'] else 'NO'} | {acc} | {_f(r['macs_per_inference'])} "
+                     f"| {lat['typical']:.3g} ({lat['low']:.3g}-{lat['high']:.3g}) "
+                     f"| {en['typical']:.3g} ({en['low']:.3g}-{en['high']:.3g}) |")
+    ode = [r for r in rows if r["model"] == "odenet" and r["mode"] == "loop"]
+    res = [r for r in rows if r["model"] == "resnet"]
+    if ode and res:
+        ratio = ode[0]["model_flash_bytes"] / res[0]["model_flash_bytes"]
+        lines += ["", f"ODE-Net (loop) model flash / ResNet model flash: {ratio:.2f}."]
+    return lines + [""]
+
+
 def _train_memory_series(data: Any) -> dict[str, list[tuple[float, float]]]:
     """(depth, peak memory MB) series per method from the training-memory benchmark JSON.
 
@@ -206,7 +279,8 @@ def _markdown(report: dict, plots: dict[str, str]) -> str:
                   f"**{'Yes' if ans['fits'] else 'No'}.** VGG-16 (224x224, onnxruntime) {ans['message']}.", ""]
     for key, title in (("memory_per_device", "Memory per model per device"),
                        ("accuracy_vs_energy", "Accuracy vs energy per inference"),
-                       ("latency_per_device", "Latency per device"), ("train_memory", "Training memory vs steps")):
+                       ("latency_per_device", "Latency per device"), ("mcu_boards", "int8 models on microcontrollers"),
+                       ("train_memory", "Training memory vs steps")):
         if key in plots:
             lines += [f"![{title}]({plots[key]})", ""]
             if key == "train_memory":
@@ -248,6 +322,7 @@ def _markdown(report: dict, plots: dict[str, str]) -> str:
             lines.append(f"| {r['model']}{scale} | "
                          + " | ".join("yes" if r["per_device"][dv]["fits"] else "no" for dv in devices) + " |")
         lines.append("")
+    lines += _mcu_markdown(report)
     tm = report.get("train_memory", {})
     if "train_memory" not in plots:
         lines += ["## Training memory", "", tm.get("note") or "No training-memory data recognised.", ""]
@@ -266,6 +341,8 @@ def write_report(report: dict, out: Path) -> dict[str, str]:
         plots["accuracy_vs_energy"] = "accuracy_vs_energy.png"
     if _plot_latency(report, out / "latency_per_device.png"):
         plots["latency_per_device"] = "latency_per_device.png"
+    if _plot_mcu(report, out / "mcu_boards.png"):
+        plots["mcu_boards"] = "mcu_boards.png"
     if _plot_train_memory(report, out / "train_memory.png"):
         plots["train_memory"] = "train_memory.png"
     files = {**plots, "json": "report.json", "markdown": "report.md"}

@@ -9,6 +9,9 @@
    (:mod:`edgeode.compare.imagenet`), random weights, footprint only: parameters, ONNX size, MACs,
    peak memory (measured in a child process running the exported ONNX file with onnxruntime, or
    estimated with ``--quick``), and a fits verdict per device.
+3. **Microcontrollers** (``mcu=True``, ``--mcu``): the ODE-Net, ResNet and VGG runs exported as
+   full-int8 bundles measured in TFLM, on the Nano 33 BLE Sense and the ESP32-S3
+   (:mod:`edgeode.compare.mcu`): flash, RAM, fit, accuracy in TFLM, estimated latency and energy.
 
 Writes ``report.md``, ``report.json`` and PNG plots (:mod:`edgeode.compare.report`).
 """
@@ -22,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeode.compare.mcu import MCU_ARCHS, MCU_NOTE, export_int8, mcu_rows
 from edgeode.devices.hostinfo import cpu_count, cpu_model, host_reference
 from edgeode.devices.profiler import device_timings, fit_verdict, profile_bundle, ram_need
 from edgeode.devices.profiles import DeviceProfile, list_profiles, load_profile
@@ -49,6 +53,7 @@ class CompareConfig:
     runs: int | None = None
     imagenet: bool = True
     imagenet_measure: bool | None = None
+    mcu: bool = False
     seed: int = 0
     progress: bool = True
 
@@ -113,7 +118,7 @@ def device_figures(prof: dict[str, Any], profiles: list[DeviceProfile]) -> dict[
 
 
 def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
-                 profiles: list[DeviceProfile]) -> tuple[list[dict], dict]:
+                 profiles: list[DeviceProfile]) -> tuple[list[dict], dict, list[dict]]:
     from edgeode.export import export_run
     from edgeode.train.checkpoint import TrainConfig
     from edgeode.train.data import load_dataset
@@ -122,7 +127,8 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
     data = load_dataset(cfg.data, cfg.data_path, cfg.seed)
     image_size = int(data.input_shape[-1])
     rows = []
-    bar = _bar(cfg.progress, 3 * len(MNIST_ARCHS), "compare")
+    int8_bundles: dict[str, Path] = {}
+    bar = _bar(cfg.progress, 3 * len(MNIST_ARCHS) + (len(MCU_ARCHS) if cfg.mcu else 0), "compare")
     for arch in MNIST_ARCHS:
         bar.set_description(f"{arch}: train {cfg.epochs} epoch(s)")
         run_dir, bundle_dir = out / "runs" / arch, out / "bundles" / arch
@@ -138,6 +144,10 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
         bar.update(1)
         bar.set_description(f"{arch}: profile for {profile.name}")
         prof = profile_bundle(bundle_dir, profile, runs=cfg.runs, warmup=2, progress=False).to_dict()
+        if cfg.mcu and arch in MCU_ARCHS:
+            bar.set_description(f"{arch}: int8 export, measured in TFLM")
+            int8_bundles[arch] = export_int8(run_dir, out / "bundles" / f"{arch}-int8")
+            bar.update(1)
         metrics = result.metrics
         params = metrics.get("parameters")
         if params is None:
@@ -171,7 +181,7 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
     bar.close()
     info = {"data": cfg.data, "train_examples": int(len(data.y_train)), "test_examples": int(len(data.y_test)),
             "input_shape": list(data.input_shape)}
-    return rows, info
+    return rows, info, mcu_rows(int8_bundles) if int8_bundles else []
 
 
 def _imagenet_scale(cfg: CompareConfig, profiles: list[DeviceProfile], floor_mb: float) -> list[dict]:
@@ -290,7 +300,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
 def _build_report(cfg: CompareConfig, out: Path, profile: DeviceProfile,
                   profiles: list[DeviceProfile]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    mnist, data_info = _mnist_scale(cfg, out, profile, profiles)
+    mnist, data_info, mcu = _mnist_scale(cfg, out, profile, profiles)
     # the runtime floor each profile measured (python + numpy + onnxruntime with a trivial session)
     floor = min(r["runtime_floor_mb"] for r in mnist)
     imagenet = _imagenet_scale(cfg, profiles, floor) if cfg.imagenet else []
@@ -303,6 +313,7 @@ def _build_report(cfg: CompareConfig, out: Path, profile: DeviceProfile,
         "runtime_floor_mb": floor,
         "mnist_scale": mnist,
         "imagenet_scale": imagenet,
+        "mcu": mcu,
         "devices": {p.name: {"display_name": p.display_name, "ram_mb": p.ram_mb,
                              "available_ram_mb": p.available_ram_mb, "storage_mb": p.storage_mb,
                              "gflops_1t": p.cpu.gflops_1t} for p in profiles},
@@ -314,7 +325,7 @@ def _build_report(cfg: CompareConfig, out: Path, profile: DeviceProfile,
             "Energy is a proxy: CPU-seconds x (load_w - idle_w) / cores of the device's power model (edgeode.devices.power).",
             "Peak memory is the whole process (python + numpy + onnxruntime + model) measured on the host.",
             "ImageNet-scale models have random weights: footprint only, no accuracy.",
-        ],
+        ] + ([MCU_NOTE] if mcu else []),
     }
     vgg = next((r for r in imagenet if r["model"] == "vgg16"), None)
     if vgg is not None:
