@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from edgeode.errors import ConfigError, DataError, ParityError
-from edgeode.export.parity import check_parity, tolerance_for
+from edgeode.export.parity import check_parity, open_gate_session, tolerance_for
 from edgeode.export.plan import Job, plan_jobs, prepare
 from edgeode.export.record import write_record
 from edgeode.export.specs import onnx_specs, tflite_specs
@@ -126,7 +126,8 @@ def _sample_inputs(source: ExportSource, n_real: int = 4, n_random: int = 3) -> 
 
 def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict, skeleton: Manifest | None = None) -> Artifact:
     """Build one file, write the computation-defining record into it (``skeleton``: the manifest without its
-    artifacts; None writes none), pass it through the parity gate, and describe it."""
+    artifacts; None writes none), describe it, and pass it through the parity gate: the file as written, run
+    by the runtime's own session for it (onnxruntime, LiteRT, or TFLM with the recorded arena for int8)."""
     path = tmp / job.path
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -134,19 +135,22 @@ def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict, skel
     timings[job.path] = round(time.perf_counter() - start, 2)
     if job.format == "onnx":
         inputs, outputs, opset = onnx_specs(path)
-    else:
+    else:  # a full-int8 file lists its tensors in index order, as TFLM addresses them
         inputs, outputs = tflite_specs(path, index_order=job.precision == "int8")
         opset = None
     art = Artifact(path=job.path, role=job.role, format=job.format, precision=job.precision, sha256="0" * 64, size=0,
                    batch=job.batch, inputs=inputs, outputs=outputs, opset=opset, parity_max_abs=0.0, parity_tolerance=0.0)
     if skeleton is not None:
         write_record(path, job.format, contract_json(skeleton, art))
-    tflm, runner = None, None
     if job.precision == "int8":  # measured and gated in TensorFlow Lite Micro, the interpreter a board runs
-        from edgeode.export.int8 import open_in_tflm
+        from edgeode.export.int8 import tflm_info
 
-        tflm, runner = open_in_tflm(path, job)
-    result = check_parity(path, job.path, job.format, job.cases, bound_scale, job.batch, runner)
+        art = replace(art, tflm=tflm_info(path))
+    session = open_gate_session(path, art)
+    try:
+        result = check_parity(session, job.cases, bound_scale)
+    finally:
+        session.close()
     if not result.ok:
         raise ParityError(
             f"parity gate failed for {job.path} (role {job.role}, {job.format}, {job.precision}): the runtime's output "
@@ -155,7 +159,7 @@ def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict, skel
             "(--formats) or precision, or pass a larger --tolerance if the difference is acceptable"
         )
     return replace(art, sha256=sha256_file(path), size=path.stat().st_size, parity_max_abs=result.max_abs,
-                   parity_tolerance=result.bound, tflm=tflm)
+                   parity_tolerance=result.bound)
 
 
 def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,

@@ -33,10 +33,11 @@ from edgeode.export.parity import ParityCase
 from edgeode.export.plan import Job, Prepared
 from edgeode.export.quantize import write_quantized
 from edgeode.export.quiet import quiet
-from edgeode.runtime.manifest import McuInfo
+from edgeode.runtime.manifest import McuInfo, TFLMInfo
 from edgeode.train.solver import solve
 
-__all__ = ["MERGE", "Calibration", "calibration_sets", "int8_jobs", "quantize_int8", "rk_state_bytes", "FIELD_SAMPLES"]
+__all__ = ["MERGE", "Calibration", "calibration_sets", "int8_jobs", "quantize_int8", "rk_state_bytes", "tflm_info",
+           "FIELD_SAMPLES"]
 
 MERGE = "min-max"
 #: at most this many (t, h) samples calibrate the field (spread over all stages and images)
@@ -181,29 +182,14 @@ def int8_jobs(jobs: list[Job], p: Prepared, calibration: Calibration, x_ref: tor
     return out
 
 
-def open_in_tflm(path: Path, job: Job):
-    """Measure the smallest arena of the int8 file at ``path`` and open it in TFLM with exactly that arena.
-
-    Returns the :class:`~edgeode.runtime.manifest.TFLMInfo` for the manifest and a runner for the
-    parity gate (keyword inputs -> ``{name: output}``, float in and out: quantized at the boundary).
-    """
-    from edgeode.export.specs import tflite_specs
+def tflm_info(path: Path) -> TFLMInfo:
+    """The TFLM record of the int8 file at ``path``: the smallest arena that runs it, measured by
+    allocate + invoke (DESIGN.md: ``arena_used_bytes`` understates it), and its ops. The parity gate
+    then runs the file in the runtime's ``tflm`` session with exactly that arena."""
     from edgeode.firmware.tflite_ops import tflite_ops
-    from edgeode.runtime.manifest import Artifact, TFLMInfo
-    from edgeode.runtime.tflm import TFLMSession
     from edgeode.runtime.tflm_arena import find_arena
 
-    search = find_arena(path)
-    info = TFLMInfo(search.arena_bytes, tuple(sorted({op.name for op in tflite_ops(path)})))
-    inputs, outputs = tflite_specs(path, index_order=True)
-    provisional = Artifact(job.path, job.role, job.format, job.precision, "0" * 64, path.stat().st_size, job.batch,
-                           inputs, outputs, None, 0.0, 0.0, info)
-    session = TFLMSession(path, provisional)
-
-    def runner(**feeds: np.ndarray) -> dict[str, np.ndarray]:
-        return {outputs[0].name: session.run(feeds)[0]}
-
-    return info, runner
+    return TFLMInfo(find_arena(path).arena_bytes, tuple(sorted({op.name for op in tflite_ops(path)})))
 
 
 #: the int8 build must agree with the float32 build on at least this share of held-out predictions

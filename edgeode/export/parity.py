@@ -1,10 +1,13 @@
-"""The parity gate: every artifact is run by its real runtime and compared with torch.
+"""The parity gate: every artifact is run by the runtime a device will use and compared with torch.
 
-Nothing enters a bundle that was not run by the runtime a device will use (onnxruntime, or the
-LiteRT interpreter from ai-edge-litert) on sample inputs — real test samples and random ones — and
-found within tolerance of the torch model it came from. The max abs difference goes into the
-manifest. The check exists because converters can be silently wrong (DESIGN.md: litert-torch once
-produced a 0-op model with a constant output).
+Nothing enters a bundle that was not run, on sample inputs (real test samples and random ones), by
+the same code that runs it on a device -- a :class:`~edgeode.runtime.backends.Session` of
+:mod:`edgeode.runtime.backends` (onnxruntime for ONNX files, LiteRT for TFLite files, TensorFlow
+Lite Micro for full-int8 ones; fed in chunks of a fixed batch by
+:func:`~edgeode.runtime.backends.run_chunked` as ``Model`` feeds them) -- and found within
+tolerance of the torch model it came from. The max abs difference goes into the manifest. The
+check exists because converters can be silently wrong (DESIGN.md: litert-torch once produced a
+0-op model with a constant output).
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeode.errors import BackendError, ParityError
+from edgeode.runtime.backends import BACKEND_FORMAT, BACKENDS, TFLM_ONLY, Session, open_session, run_chunked
+from edgeode.runtime.manifest import Artifact
 
-__all__ = ["DEFAULT_TOLERANCE", "INT8_TOLERANCE_REASON", "ParityCase", "ParityResult", "tolerance_for", "run_onnx", "run_tflite", "check_parity"]
+__all__ = ["DEFAULT_TOLERANCE", "INT8_TOLERANCE_REASON", "ParityCase", "ParityResult", "tolerance_for", "gate_backend",
+           "open_gate_session", "check_parity"]
 
 #: Max abs difference allowed per precision, relative to ``max(1, max |torch output|)``.
 DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "int8-weight": 0.1, "int8-dynamic": 0.25, "int8": 0.5}
@@ -38,11 +44,33 @@ def tolerance_for(precision: str, override: float | None = None) -> float:
     return override * DEFAULT_TOLERANCE[precision] / DEFAULT_TOLERANCE["float32"]
 
 
+def gate_backend(fmt: str, precision: str = "float32") -> str:
+    """The backend the gate runs a ``fmt`` file of ``precision`` with, as a device runs it: ``tflm``
+    (TensorFlow Lite Micro, a board's interpreter) for the full-integer microcontroller build, else
+    the first of the runtime's :data:`~edgeode.runtime.backends.BACKENDS` for that format (what
+    ``load(backend="auto")`` picks where it is installed: onnxruntime, LiteRT)."""
+    if precision in TFLM_ONLY:
+        return "tflm"
+    return next(name for name in BACKENDS if BACKEND_FORMAT[name] == fmt)
+
+
+def open_gate_session(path: str | Path, artifact: Artifact) -> Session:
+    """Open the file at ``path`` (described by ``artifact``) as a device would, with one thread and one engine
+    (a ``tflm`` session with the arena ``artifact.tflm`` states). Raises :class:`BackendError` with the install hint.
+    """
+    backend = gate_backend(artifact.format, artifact.precision)
+    try:
+        return open_session(backend, path, artifact, threads=1, engines=1)
+    except BackendError as exc:
+        raise BackendError(f"the parity gate runs {artifact.format} files with {backend}: {exc}") from None
+
+
 @dataclass
 class ParityCase:
     """Inputs for one run of an artifact and the torch output they must reproduce.
 
-    ``batched`` names the inputs whose axis 0 is the batch; ``out_batch_axis`` is the batch axis of
+    ``batched`` names the input whose axis 0 is the batch (a 1-tuple: every case has one; the others,
+    such as a field's ``t``, are fed whole to every chunk); ``out_batch_axis`` is the batch axis of
     the output (1 for a trajectory ``[T, B, D]``).
     """
 
@@ -67,89 +95,23 @@ class ParityResult:
         return math.isfinite(self.max_abs) and self.max_abs <= self.bound
 
 
-def run_onnx(path: str | Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    """Run an ONNX file with onnxruntime (CPU, 1 thread) and return its first output."""
-    return _onnx_session(path).run(None, feeds)[0]
-
-
-def _onnx_session(path: str | Path):
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise BackendError("the parity gate needs onnxruntime: pip install onnxruntime") from None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _interpreter(path: str | Path):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        raise BackendError("the parity gate for TFLite needs ai-edge-litert: pip install ai-edge-litert") from None
-    from edgeode.export.quiet import quiet
-
-    with quiet():  # "Created TensorFlow Lite XNNPACK delegate" on stderr
-        interpreter = Interpreter(model_path=str(path), num_threads=1)
-        interpreter.allocate_tensors()
-    return interpreter
-
-
-def run_tflite(path: str | Path, feeds: dict[str, np.ndarray], batch: int, batched: Sequence[str],
-               out_batch_axis: int = 0) -> np.ndarray:
-    """Run a fixed-batch TFLite file with the LiteRT interpreter in chunks of ``batch`` (last one padded)."""
-    return _run_tflite(_interpreter(path).get_signature_runner(), feeds, batch, batched, out_batch_axis)
-
-
-def _run_tflite(runner, feeds: dict[str, np.ndarray], batch: int, batched: Sequence[str],
-                out_batch_axis: int = 0) -> np.ndarray:
-    n = next(iter(feeds[name].shape[0] for name in batched)) if batched else batch
-    outs = []
-    for start in range(0, n, batch):
-        chunk = {}
-        for name, value in feeds.items():
-            if name in batched:
-                part = value[start:start + batch]
-                if part.shape[0] < batch:
-                    pad = np.zeros((batch - part.shape[0], *part.shape[1:]), dtype=part.dtype)
-                    part = np.concatenate([part, pad])
-                chunk[name] = np.ascontiguousarray(part)
-            else:
-                chunk[name] = value
-        result = runner(**chunk)
-        out = next(iter(result.values()))
-        take = min(batch, n - start)
-        outs.append(np.take(out, np.arange(take), axis=out_batch_axis))
-    return np.concatenate(outs, axis=out_batch_axis)
-
-
-def check_parity(path: Path, bundle_path: str, fmt: str, cases: Sequence[ParityCase], bound_scale: float,
-                 batch: int | None, runner=None) -> ParityResult:
-    """Run ``cases`` through the artifact at ``path``; the bound is ``bound_scale * max(1, max|expected|)``.
-
-    ``runner`` replaces the LiteRT signature runner of a TFLite file (a callable taking the inputs
-    as keywords and returning ``{name: output}``; the TFLM gate of int8 files passes one).
-    """
+def check_parity(session: Session, cases: Sequence[ParityCase], bound_scale: float) -> ParityResult:
+    """Run ``cases`` through ``session`` (in chunks of its file's fixed batch, if it has one); the bound
+    is ``bound_scale * max(1, max|expected|)``."""
+    name = session.artifact.path
     worst = 0.0
     scale = 1.0
     details = []
     count = 0
-    # one session / interpreter per artifact, shared by its cases
-    if fmt == "onnx":
-        session = _onnx_session(path)
-    else:
-        session = runner if runner is not None else _interpreter(path).get_signature_runner()
     for i, case in enumerate(cases):
-        if fmt == "onnx":
-            got = session.run(None, case.feeds)[0]
-        else:
-            got = _run_tflite(session, case.feeds, batch or 1, case.batched, case.out_batch_axis)
+        (batched,) = case.batched  # one batched input per case (the plan's cases have exactly one)
+        fixed = {k: v for k, v in case.feeds.items() if k != batched}
+        got = run_chunked(lambda part, fixed=fixed, batched=batched: session.run({**fixed, batched: part})[0],
+                          case.feeds[batched], session.artifact.batch, case.out_batch_axis)
         count += case.expected.shape[case.out_batch_axis] if case.expected.ndim else 1
         if got.shape != case.expected.shape:
             raise ParityError(
-                f"{bundle_path}: output shape {got.shape} from the runtime differs from torch's {case.expected.shape} "
+                f"{name}: output shape {got.shape} from the runtime differs from torch's {case.expected.shape} "
                 f"(case {i}); the converter produced a wrong model. Export without this format (--formats) and report it"
             )
         diff = float(np.max(np.abs(got.astype(np.float64) - case.expected))) if got.size else 0.0
@@ -158,4 +120,4 @@ def check_parity(path: Path, bundle_path: str, fmt: str, cases: Sequence[ParityC
         details.append(f"case {i}: max abs {diff:.3g}")
         worst = max(worst, diff)
         scale = max(scale, float(np.max(np.abs(case.expected))) if case.expected.size else 1.0)
-    return ParityResult(bundle_path, worst, bound_scale * scale, count, details)
+    return ParityResult(name, worst, bound_scale * scale, count, details)

@@ -38,12 +38,9 @@ def tflite_specs(path: str | Path, index_order: bool = False) -> tuple[tuple[Ten
     ``index_order`` they are listed in the model's tensor index order instead (how TFLM addresses
     them). int8 tensors carry their (per-tensor) scale and zero point.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from edgeode.runtime.backends import open_interpreter
 
-    from edgeode.export.quiet import quiet
-
-    with quiet():
-        interpreter = Interpreter(model_path=str(path))
+    interpreter = open_interpreter("litert", path)
     (key, sig), = interpreter.get_signature_list().items()
     runner = interpreter.get_signature_runner(key)
     ins, outs = runner.get_input_details(), runner.get_output_details()

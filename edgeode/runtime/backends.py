@@ -53,8 +53,10 @@ __all__ = [
     "backend_available",
     "check_backend",
     "choose_backend",
+    "open_interpreter",
     "open_session",
     "numpy_dtype",
+    "run_chunked",
 ]
 
 #: Backend names accepted by :func:`edgeode.runtime.load` (plus ``"auto"``), in auto-selection order.
@@ -168,6 +170,28 @@ def choose_backend(manifest: Manifest, backend: str = "auto", precision: str = "
     raise BackendError(
         f"no installed backend can run this bundle ({sorted(formats)} files, {precision}):\n  " + "\n  ".join(reasons)
     )
+
+
+def run_chunked(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, size: int | None,
+                out_axis: int = 0) -> np.ndarray:
+    """``fn(x)`` for a file with a fixed batch ``size``: ``x`` in chunks of ``size`` along axis 0.
+
+    The last chunk is padded by repeating its last sample and the padding's outputs (along
+    ``out_axis``: 1 for a trajectory ``[T, B, ...]``) are dropped. ``size`` None (a dynamic batch)
+    or equal to the batch: one call. Used by :class:`~edgeode.runtime.model.Model` and by the export
+    parity gate, so both feed a fixed-batch file the same way.
+    """
+    n = x.shape[0]
+    if size is None or n == size:
+        return fn(x)
+    outs = []
+    for start in range(0, n, size):
+        part = x[start:start + size]
+        real = part.shape[0]
+        if real < size:
+            part = np.concatenate([part, np.repeat(part[-1:], size - real, axis=0)])
+        outs.append(np.take(fn(part), np.arange(real), axis=out_axis))
+    return np.concatenate(outs, axis=out_axis)
 
 
 class EnginePool:
@@ -359,7 +383,7 @@ class TFLiteSession(Session):
 
     def __init__(self, backend: str, path: Path, artifact: Artifact, threads: int | None, pool_limit: int | None = None):
         super().__init__(backend, artifact, artifact.inputs, artifact.outputs)
-        self._module = check_backend(backend, artifact.precision)
+        check_backend(backend, artifact.precision)
         self._path = path
         self._threads = int(threads) if threads else None
         first = self._new_interpreter()
@@ -369,15 +393,7 @@ class TFLiteSession(Session):
         self._pool = EnginePool(self._new_interpreter, pool_limit or default_pool_limit(), first)
 
     def _new_interpreter(self) -> _Interpreter:
-        try:
-            it = self._module.Interpreter(model_path=str(self._path), num_threads=self._threads)
-            with filtered_stderr():  # LiteRT's "INFO: Created ... XNNPACK delegate" on every interpreter
-                it.allocate_tensors()
-        except Exception as exc:
-            raise BackendError(
-                f"{self.backend} could not load {self.artifact.path} ({type(exc).__name__}: {exc}); the file may need a "
-                f"newer runtime ({INSTALL_HINTS['litert']}) or the bundle is corrupt: re-export it"
-            ) from None
+        it = open_interpreter(self.backend, self._path, self._threads, self.artifact.path)
         return _Interpreter(it, {d["index"]: tuple(int(n) for n in d["shape"]) for d in it.get_input_details()})
 
     def _match(self, specs: tuple[TensorSpec, ...], details: list[dict], what: str) -> dict[str, dict]:
@@ -443,6 +459,27 @@ class TFLiteSession(Session):
     def close(self) -> None:
         self._pool.close()
         self._it = None
+
+
+def open_interpreter(backend: str, path: str | Path, threads: int | None = None, name: str | None = None) -> Any:
+    """A TFLite interpreter of ``backend`` (``litert`` or ``tflite-runtime``) for the file at ``path``, tensors allocated.
+
+    The one place a TFLite file is loaded: :class:`TFLiteSession` builds its engines with it, and the
+    exporter reads a file's signature from it (:func:`edgeode.export.specs.tflite_specs`). ``name``
+    is the file as error messages call it (the bundle-relative path; default ``path``).
+    Raises :class:`BackendError` if the backend is missing or cannot load the file.
+    """
+    module = check_backend(backend)
+    try:
+        it = module.Interpreter(model_path=str(path), num_threads=int(threads) if threads else None)
+        with filtered_stderr():  # LiteRT's "INFO: Created ... XNNPACK delegate" on every interpreter
+            it.allocate_tensors()
+    except Exception as exc:
+        raise BackendError(
+            f"{backend} could not load {name or path} ({type(exc).__name__}: {exc}); the file may need a "
+            f"newer runtime ({INSTALL_HINTS['litert']}) or the bundle is corrupt: re-export it"
+        ) from None
+    return it
 
 
 def open_session(backend: str, path: str | Path, artifact: Artifact, threads: int | None = None,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeode.errors import ConfigError, ShapeError, SolverError
-from edgeode.runtime.backends import BACKEND_FORMAT, Session, choose_backend, open_session
+from edgeode.runtime.backends import BACKEND_FORMAT, Session, choose_backend, open_session, run_chunked
 from edgeode.runtime.bundle import Bundle, read_bundle
 from edgeode.runtime.contract import check_contract
 from edgeode.runtime.limits import MAX_STEPS, check_steps, check_work
@@ -251,19 +251,7 @@ class Model:
 
     # ----------------------------------------------------------------- running
     def _chunked(self, fn, x: np.ndarray, out_axis: int = 0) -> np.ndarray:
-        size = self._chunk
-        n = x.shape[0]
-        if size is None or n == size:
-            return fn(x)
-        outs = []
-        for start in range(0, n, size):
-            part = x[start:start + size]
-            real = part.shape[0]
-            if real < size:
-                part = np.concatenate([part, np.repeat(part[-1:], size - real, axis=0)])
-            out = fn(part)
-            outs.append(np.take(out, np.arange(real), axis=out_axis))
-        return np.concatenate(outs, axis=out_axis)
+        return run_chunked(fn, x, self._chunk, out_axis)
 
     def _run_fused(self, x: np.ndarray) -> np.ndarray:
         out = self.sessions["fused"].run(self._fused_feeds(x))[0]
