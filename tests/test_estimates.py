@@ -1,4 +1,4 @@
-"""Estimates that hold still: one cached host reference per machine, timings from undisturbed runs."""
+"""Estimates that hold still: one cached host reference per machine, a low percentile of many runs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeode.devices import hostinfo
-from edgeode.devices.profiler import undisturbed_runs
+from edgeode.devices.profiler import host_basis, low_percentile, undisturbed_runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,6 +30,33 @@ def test_a_busy_machine_falls_back_to_the_least_disturbed_fifth():
     cpu = [1.0] * 9 + [5.0]
     sel = undisturbed_runs(wall, cpu)
     assert sel.latencies_ms == [19.0, 10.0] and "least kept waiting" in sel.basis
+
+
+def test_low_percentile_and_its_interval():
+    values = [float(i) for i in range(1, 1001)]
+    p5, lo, hi = low_percentile(values, 5)
+    assert p5 == 50.0 and lo < p5 < hi
+    # n q -+ 1.96 sqrt(n q (1 - q)) = 50 -+ 13.5: ranks 37 and 64 (nearest rank, rounded up)
+    assert (lo, hi) == (37.0, 64.0)
+    assert low_percentile([3.0], 5) == (3.0, 3.0, 3.0)
+
+
+def test_basis_holds_still_when_the_share_of_slowed_runs_changes():
+    """The shape measured on the shared 2-core host: a fast mode (the model alone) and a slow one (other work
+    on the machine), in shares that change from process to process. The median follows the shares; the
+    basis (5th percentile) stays on the fast mode while at least ~10% of the runs are fast."""
+    rng = np.random.default_rng(0)
+    bases, medians = [], []
+    for fast_share in (0.9, 0.5, 0.15):
+        fast = rng.random(2000) < fast_share
+        wall = np.where(fast, 0.32, 0.46) * (1 + 0.02 * rng.random(2000)) + rng.exponential(0.01, 2000)
+        b = host_basis(wall.tolist(), wall.tolist())
+        assert b.runs == 2000 and b.interval_ms[0] <= b.latency_ms["p50"] <= b.interval_ms[1]
+        assert b.latency_ms["p50"] <= b.latency_ms["p95"] <= b.latency_ms["p99"] and b.cpu_ms == b.latency_ms["p50"]
+        bases.append(b.latency_ms["p50"])
+        medians.append(float(np.median(wall)))
+    assert (max(bases) - min(bases)) / min(bases) < 0.02
+    assert (max(medians) - min(medians)) / min(medians) > 0.3
 
 
 def test_host_reference_is_measured_once_and_cached(tmp_path, monkeypatch):
@@ -51,9 +79,13 @@ def test_host_reference_is_measured_once_and_cached(tmp_path, monkeypatch):
         hostinfo.host_reference.cache_clear()
 
 
-def test_two_profiles_scale_by_the_same_factor(tmp_path):
-    """On a busy machine the host latency moves; the factor must not, and the estimate is exactly
-    factor x the undisturbed host latency, with its uncertainty stated."""
+def test_profiles_agree_and_scale_by_the_same_factor(tmp_path):
+    """Three profiles of one bundle (default runs: >= 2 s each) on this machine, busy or not: one factor, and
+    estimates that agree. The estimate is exactly factor x the host basis, with its uncertainty stated.
+    The tolerance is for a busy CI host: on the shared 2-core Xeon at load 4-8, five profiles of the
+    quickstart bundle agreed within 2.6-4.2% in most series, while one series caught a burst that slowed a
+    whole 2-s window twofold (benchmarks/estimate_stability.py); the old estimate (median of 50 runs) moved
+    19-72% between processes there. What tells the estimators apart is the test above, on the measured shape."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     import runtime_bundles as rb
@@ -61,14 +93,17 @@ def test_two_profiles_scale_by_the_same_factor(tmp_path):
     from edgeode.devices.profiler import profile_bundle
 
     bundle = rb.build_classifier(tmp_path / "b").path
-    a, b = (profile_bundle(bundle, "pi-4b", runs=20, warmup=2, count_macs=False, progress=False).to_dict()
-            for _ in range(2))
-    assert a["scaling"]["factor"] == b["scaling"]["factor"]
-    cache_file = Path(a["scaling"]["host_reference"]["cache_file"])
+    runs = [profile_bundle(bundle, "pi-4b", warmup=2, count_macs=False, progress=False).to_dict() for _ in range(3)]
+    assert len({d["scaling"]["factor"] for d in runs}) == 1
+    cache_file = Path(runs[0]["scaling"]["host_reference"]["cache_file"])
     assert cache_file.is_file() and cache_file.is_relative_to(os.environ["EDGEODE_CACHE_DIR"])  # conftest: a temp dir
-    for d in (a, b):
+    for d in runs:
         f = d["scaling"]["factor"]
-        assert d["latency_ms"]["p50"] == pytest.approx(f * d["host_latency_undisturbed_ms"]["p50"])
+        assert d["runs"] >= 50 and d["runs_requested"] == "auto"
+        assert d["latency_ms"]["p50"] == pytest.approx(f * d["host_basis"]["latency_ms"]["p50"])
         u = d["latency_uncertainty"]
         lo, hi = u["p50_range_ms"]
         assert lo <= d["latency_ms"]["p50"] <= hi and 0 <= u["p50_relative"] < 1
+    p50 = sorted(d["latency_ms"]["p50"] for d in runs)
+    # the two closest of three: a burst of other work on a shared CI machine can slow one whole window
+    assert min(p50[1] / p50[0], p50[2] / p50[1]) < 1.10, p50

@@ -41,7 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--precision", default="float32", choices=("float32", "float16", "int8-dynamic", "int8-weight"),
                    help="which artifacts of the bundle to measure (default float32)")
     p.add_argument("--threads", type=int, default=None, help="backend threads (default: min(device cores, host CPUs))")
-    p.add_argument("--runs", type=int, default=50, help="timed inferences (default 50)")
+    p.add_argument("--runs", type=int, default=None,
+                   help="timed inferences (default: at least 50 and 2 s of them, at most 20000 — enough for a stable "
+                        "estimate)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up inferences (default 5)")
     p.add_argument("--batch", type=int, default=1, help="batch size of each inference (default 1)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before the measured process is killed (default 300)")
@@ -64,6 +66,15 @@ def _spread(d: dict) -> str:
     if not u:
         return ""
     return f" (+-{100 * u['p50_relative']:.0f}% measured; scaling model about x0.5-x2)"
+
+
+def _basis(d: dict) -> str:
+    b = d.get("host_basis")
+    if not b:
+        return f"estimate basis     {d.get('latency_basis', 'all runs')}"
+    lo, hi = b["interval_ms"]
+    return (f"estimate basis     host {_fmt(b['latency_ms']['p50'], ' ms', 3)} (95% CI {lo:.3f}-{hi:.3f} ms) = "
+            f"{d['latency_basis']}")
 
 
 def render(d: dict) -> str:
@@ -94,7 +105,8 @@ def render(d: dict) -> str:
             (f"latency            p50 {_fmt(lat['p50'], ' ms', 3)}{_spread(d)}  p95 {_fmt(lat['p95'], ' ms', 3)}  "
              f"p99 {_fmt(lat['p99'], ' ms', 3)} [{est}]") if lat else "latency            n/a (emulated)",
             f"host latency       p50 {_fmt(host['p50'], ' ms', 3)}  p95 {_fmt(host['p95'], ' ms', 3)}  p99 {_fmt(host['p99'], ' ms', 3)}"
-            f" (all runs; the estimate uses {d.get('latency_basis', 'all runs')})",
+            " (all runs)",
+            _basis(d),
             f"field evaluations  {d['field_evaluations']} per inference"
             + (f" ({d['tableau']}, {d['steps']} steps)" if d.get("steps") else ""),
             f"CPU time           {_fmt(d['cpu_ms_per_inference'], ' ms', 3)} per inference [{est}]; {d['spinning']}",

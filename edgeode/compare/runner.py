@@ -106,10 +106,10 @@ def device_figures(prof: dict[str, Any], profiles: list[DeviceProfile]) -> dict[
         v = fit_verdict(p, need, prof["bundle_size_mb"], basis)
         row: dict[str, Any] = {"fits": v.fits, "message": v.message, "ram_needed_mb": need,
                                "ram_available_mb": v.ram_available_mb}
-        host_latency = prof.get("host_latency_undisturbed_ms")
-        if host_latency is not None and prof.get("host_cpu_ms_per_inference") is not None:
+        basis = prof.get("host_basis")
+        if basis is not None:
             scaling = decide_scaling(p)
-            t = device_timings(p, scaling, host_latency, prof["host_cpu_ms_per_inference"] / 1e3)
+            t = device_timings(p, scaling, basis["latency_ms"], basis["cpu_ms"] / 1e3)
             row.update({"figures": scaling.label, "estimate": not scaling.on_device, "scale_factor": scaling.factor,
                         "latency_p50_ms": t.latency_ms["p50"] if t.latency_ms else None,
                         "energy_proxy_mj": t.energy.dynamic_mj if t.energy else None})

@@ -4,7 +4,8 @@ The profiler runs every measurement in a fresh child process so that its peak re
 the model's and the runtime's alone (not the parent's, which may hold torch), and so that a model
 too large for the machine kills a child, not the host command. Modes:
 
-``run``    load a bundle with :func:`edgeode.runtime.load`, warm up, time ``--runs`` inferences
+``run``    load a bundle with :func:`edgeode.runtime.load`, warm up, time ``--runs`` inferences (more, up to
+           ``--max-runs``, until ``--min-seconds`` of timed runs have passed)
 ``floor``  import the backend and open a trivial session: the runtime's own memory floor
 ``alloc``  allocate and touch ``--mb`` MiB with numpy (tests check the profiler against it)
 ``onnx``   run a bare ONNX file (``--model``, input shape ``--shape``) with onnxruntime: footprint
@@ -129,7 +130,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     latencies, cpu_ms = [], []
     energy0 = read_rapl_uj()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    for _ in range(args.runs):
+    # at least --runs runs and --min-seconds of them, at most --max-runs (an explicit --runs N alone: exactly N)
+    until = wall0 + args.min_seconds
+    while len(latencies) < args.runs or (time.perf_counter() < until and len(latencies) < args.max_runs):
         start, start_cpu = time.perf_counter(), time.process_time()
         model.predict(x)
         latencies.append((time.perf_counter() - start) * 1e3)
@@ -169,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="float32")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--min-seconds", type=float, default=0.0)
+    p.add_argument("--max-runs", type=int, default=0)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--batch-artifact", type=int, default=None)

@@ -75,7 +75,8 @@ def decide_scaling(profile: DeviceProfile) -> Scaling:
     ref = host_reference()
     factor = ref.gflops / profile.cpu.gflops_1t
     return Scaling(False, factor, f"estimate for {profile.name} (host figures scaled x{factor:.2f})",
-                   "undisturbed host latency x (host single-thread SGEMM GFLOP/s / device cpu.gflops_1t); about +-2x "
+                   "host latency (the 5th percentile of >= 2 s of timed runs: undisturbed) x (host single-thread SGEMM GFLOP/s / "
+                   "device cpu.gflops_1t); about +-2x "
                    "for conv/GEMM-bound models, an upper bound for tiny overhead-bound ones (see edgeode.devices.scaling)",
                    ref.gflops, profile.cpu.gflops_1t, src, None,
                    {"cache_file": ref.cache_file, "measured_at": ref.measured_at, "cached": ref.cached,

@@ -1,0 +1,82 @@
+"""Do device estimates hold still? Five runs of ``edgeode profile BUNDLE --device DEVICE --json`` (issue 15).
+
+Each run is the real command in its own process, exactly as a user types it. For each run the script
+records the estimated p50 latency the command reports (``latency_ms.p50``: the scaling factor times the
+host's basis latency, the 5th percentile of the timed runs, see ``edgeode.devices.profiler.host_basis``)
+and, side by side from the same runs, what the estimate would have been from the host's median of all
+runs and from the median of the runs not kept waiting (the earlier estimator), so the table shows what
+the basis buys on this machine. The spread of a column is (max - min) / min over the runs; the
+contract is a spread within 5% for the reported estimate on an idle machine.
+
+    python3 benchmarks/estimate_stability.py BUNDLE                 # 5 runs for pi-4b
+    python3 benchmarks/estimate_stability.py BUNDLE --runs 5 --device pi-zero-2w
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from common import HelpFormatter, log, machine_info, machine_markdown, markdown_table, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = (("reported estimate (basis: p5)", "estimate"), ("from host median, all runs", "median_all"),
+           ("from median of runs not kept waiting", "median_calm"))
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / min: how far the runs disagree, as a fraction of the smallest."""
+    return (max(values) - min(values)) / min(values)
+
+
+def one_run(bundle: Path, device: str) -> dict:
+    """One ``edgeode profile --json`` in a fresh process; the figures this benchmark compares."""
+    out = subprocess.run([sys.executable, "-m", "edgeode", "profile", str(bundle), "--device", device, "--json", "-q"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"edgeode profile failed ({out.returncode}): {out.stderr.strip()[-800:]}")
+    d = json.loads(out.stdout)
+    f = d["scaling"]["factor"]
+    return {"estimate": d["latency_ms"]["p50"], "median_all": f * d["host_latency_ms"]["p50"],
+            "median_calm": f * d["host_latency_undisturbed_ms"]["p50"], "factor": f, "runs": d["runs"],
+            "host_basis_ms": d["host_basis"]["latency_ms"]["p50"], "uncertainty": d["latency_uncertainty"]["p50_relative"],
+            "load_average": d.get("host_load_average")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("bundle", type=Path, help="bundle directory (e.g. edgeode-quickstart/bundle)")
+    parser.add_argument("--device", default="pi-4b", help="device profile")
+    parser.add_argument("--runs", type=int, default=5, help="how many `edgeode profile` processes")
+    parser.add_argument("--out", type=Path, default=None, help="results directory (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    info = machine_info()
+    results = []
+    for i in range(args.runs):
+        r = one_run(args.bundle, args.device)
+        log(f"run {i + 1}/{args.runs}: estimate p50 {r['estimate']:.3f} ms ({r['runs']} timed runs, x{r['factor']:.2f}); "
+            f"from the host median {r['median_all']:.3f} ms")
+        results.append(r)
+    spreads = {key: spread([r[key] for r in results]) for _, key in COLUMNS}
+    rows = [[i + 1, *(f"{r[key]:.3f}" for _, key in COLUMNS), r["runs"], f"+-{100 * r['uncertainty']:.1f}%",
+             "n/a" if r["load_average"] is None else f"{r['load_average']:.1f}"]
+            for i, r in enumerate(results)]
+    rows.append(["spread", *(f"**{100 * spreads[key]:.1f}%**" for _, key in COLUMNS), "", "", ""])
+    distinct = sorted({r["factor"] for r in results})
+    factors = (f"x{distinct[0]:.2f} in every run (the cached host reference)" if len(distinct) == 1
+               else "x" + ", x".join(f"{f:.2f}" for f in distinct) + " (the host reference was measured again)")
+    table = markdown_table(["run", *(f"p50 ms {name}" for name, _ in COLUMNS), "timed runs", "stated +-",
+                                   "load avg (1 min)"], rows)
+    md = (f"# Estimate stability: {args.runs} x `edgeode profile BUNDLE --device {args.device} --json`\n\n"
+          f"{machine_markdown(info)}\n\nbundle: {args.bundle}; scaling factor {factors}\n\n{table}\n")
+    write_results(f"estimate_stability-{args.device}", {"machine": info, "bundle": str(args.bundle), "device": args.device,
+                                                        "runs": results, "spread": spreads}, md, args.out)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
