@@ -22,7 +22,8 @@ def _run(script: str, *args: str, timeout: float = 300.0) -> subprocess.Complete
                           timeout=timeout, cwd=str(ROOT))
 
 
-@pytest.mark.parametrize("script", ["inference.py", "training.py", "table1.py", "fuzz.py", "soak.py", "kill_export.py"])
+@pytest.mark.parametrize("script", ["inference.py", "training.py", "table1.py", "fuzz.py", "soak.py", "kill_export.py",
+                                    "interrupt.py"])
 def test_help(script: str) -> None:
     proc = _run(script, "--help", timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -37,15 +37,15 @@ def bundles(tmp_path_factory):
     return {"classifier": cls, "dynamics": dyn, "baseline": base}
 
 
-def _hammer(call, inputs: list[np.ndarray]) -> tuple[int, list[str]]:
-    """THREADS threads x CALLS calls of ``call`` over ``inputs``; (outputs differing from serial, errors)."""
+def _hammer(call, inputs: list[np.ndarray], calls: int = CALLS) -> tuple[int, list[str]]:
+    """THREADS threads x ``calls`` calls of ``call`` over ``inputs``; (outputs differing from serial, errors)."""
     expected = [call(x) for x in inputs]
     wrong, errors = [0] * THREADS, []
     start = threading.Barrier(THREADS)
 
     def work(k: int) -> None:
         start.wait()
-        for i in range(CALLS):
+        for i in range(calls):
             j = (i * 7 + k) % len(inputs)
             try:
                 if not np.array_equal(call(inputs[j]), expected[j]):
@@ -116,3 +116,16 @@ def test_engine_pool_lends_each_engine_to_one_caller_at_a_time():
     for t in threads:
         t.join()
     assert 1 <= len(made) <= 3 and pool.size == len(made) and peak[0] <= 3
+
+
+TFLM_CALLS = 250  # TFLM runs its reference kernels: 8 x 250 calls took 10-15 s per case on the shared 2-core machine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "precision"), [("loop", "int8"), ("fused", "int8"), ("loop", "float32")])
+def test_shared_tflm_model_is_bit_identical_to_serial(digits_int8_bundle, mode, precision):
+    """The tflm backend (full-int8 files, interpreters pooled with one arena each) under the same hammer."""
+    with load(digits_int8_bundle, backend="tflm", mode=mode, precision=precision) as model:
+        inputs = _inputs(model.manifest.input.tensor.shape[1:])[:4]
+        wrong, errors = _hammer(model.predict, inputs, calls=TFLM_CALLS)
+        assert errors == [] and wrong == 0, f"{wrong} wrong of {THREADS * TFLM_CALLS}; errors: {errors[:3]}"
