@@ -29,6 +29,7 @@ Targets (each draws real files and runs them through the real readers and backen
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -415,9 +416,9 @@ class Fuzzer:
         """Hand-edit computation-defining fields; a load that succeeds must observe exactly the unedited bundle."""
         chosen, indent = case
         tree = json.loads(json.dumps(self.manifest))
-        for path, value in chosen:
+        for path, value in chosen:  # copies: a "same" value is a subtree of self.manifest, which must not change
             with contextlib.suppress(LookupError, TypeError):  # an earlier edit replaced a parent of this path
-                _at(tree, path[:-1])[path[-1]] = value
+                _at(tree, path[:-1])[path[-1]] = copy.deepcopy(value)
         dst = self._copy_bundle()
         (dst / "manifest.json").write_text(json.dumps(tree, indent=indent), encoding="utf-8")
         mode = "loop" if self._n % 2 else "fused"
