@@ -66,21 +66,17 @@ def _work_train(spec: dict) -> dict:
     cfg = _model_config(spec["arch"], spec["depth"], spec["width"], spec["depth"], spec["quick"])
     tcfg = TrainConfig(model=cfg, data="mnist", data_path=spec["mnist_path"], epochs=spec["epochs"],
                        batch_size=spec["batch"], lr=spec["lr"], seed=0, threads=spec["threads"])
+    data = None
+    if spec["limit"]:
+        # Smoke runs: a shrunk data set, handed to the trainer (train(data=...)).
+        from dataclasses import replace
+
+        from edgeode.train.data import load_dataset
+
+        d, n = load_dataset("mnist", spec["mnist_path"], 0), spec["limit"]
+        data = replace(d, x_train=d.x_train[:n], y_train=d.y_train[:n], x_test=d.x_test[:n], y_test=d.y_test[:n])
     with tempfile.TemporaryDirectory(prefix="edgeode-table1-") as tmp:
-        if spec["limit"]:
-            # Smoke runs: shrink the data set by wrapping the loader the trainer calls.
-            import edgeode.train.trainer as trainer_mod
-
-            real = trainer_mod.load_dataset
-
-            def small(name, path=None, seed=0):
-                d = real(name, path, seed)
-                n = spec["limit"]
-                d.x_train, d.y_train, d.x_test, d.y_test = d.x_train[:n], d.y_train[:n], d.x_test[:n], d.y_test[:n]
-                return d
-
-            trainer_mod.load_dataset = small
-        result = train(tcfg, Path(tmp) / "run", progress=spec["progress"])
+        result = train(tcfg, Path(tmp) / "run", progress=spec["progress"], data=data)
     m = result.metrics
     return {"arch": spec["arch"], "depth": spec["depth"], "test_accuracy": m["test_accuracy"],
             "parameters": m["parameters"], "train_time_s": m["train_time_s"], "epochs": m["epochs"],

@@ -319,6 +319,24 @@ def test_tflite_bundle_with_fixed_batch(tmp_path):
     np.testing.assert_allclose(runner(x=x.numpy())["logits"], ref, atol=1e-5, rtol=0)
 
 
+def test_export_run_takes_the_loaded_data_set(digits_run, digits_bundle, tmp_path):
+    # quickstart and compare hand export_run the data set they loaded; the bundle is the one it loads itself
+    from edgeode.export import export_run
+    from edgeode.train.checkpoint import load_run
+    from edgeode.train.data import load_dataset
+
+    seed = load_run(digits_run.path).config.seed
+    manifest = export_run(digits_run.path, tmp_path / "b", formats=("onnx",), progress=False,
+                          data=load_dataset("digits", seed=seed))
+    own = Manifest.read(digits_bundle)
+    for art in manifest.artifacts:  # the same real test samples reached the gate: the same measured parity
+        assert art.parity_max_abs == pytest.approx(own.find(art.role, "onnx").parity_max_abs, rel=1e-6, abs=1e-9)
+    with pytest.raises(ConfigError, match=f"the run needs 'digits' with seed {seed}"):
+        export_run(digits_run.path, tmp_path / "c", formats=("onnx",), progress=False,
+                   data=load_dataset("digits", seed=seed + 1))
+    assert not (tmp_path / "c").exists()
+
+
 def test_export_command_writes_a_bundle_from_a_run_dir(tmp_path, capsys):
     from edgeode.cli import main
     from edgeode.train.checkpoint import TrainConfig, save_run

@@ -34,9 +34,16 @@ def _leftovers(parent: Path) -> list[str]:
 
 def test_same_seed_same_weights_and_run_files(tmp_path: Path) -> None:
     a = train(_tiny(), tmp_path / "a", progress=False)
-    b = train(_tiny(), tmp_path / "b", progress=False)
+    # a data set loaded by the caller (quickstart, compare) trains the same weights, and is left as it was
+    digits = load_dataset("digits", seed=0)
+    full = digits.x_train.shape[0]
+    b = train(_tiny(), tmp_path / "b", progress=False, data=digits)
+    assert digits.x_train.shape[0] == full > _tiny().train_limit
     c = train(_tiny(seed=1), tmp_path / "c", progress=False)
     assert state_hash(a.model) == state_hash(b.model) != state_hash(c.model)
+    with pytest.raises(ConfigError, match="seed 0, but the run needs 'digits' with seed 1"):
+        train(_tiny(seed=1), tmp_path / "d", progress=False, data=digits)
+    assert not (tmp_path / "d").exists()
     wa = torch.load(tmp_path / "a" / "weights.pt", weights_only=True)
     wb = torch.load(tmp_path / "b" / "weights.pt", weights_only=True)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         say(f"[1/{steps}] training {args.model} on {config.data} (seed {args.seed}) -> {run_dir}"
             + (f"; {base} beside it -> {base_run}" if base else ""))
-        result = train(config, run_dir, progress=not args.quiet, overwrite=args.overwrite)
+        data = load_dataset(config.data, config.data_path, config.seed)  # once: train, export, runtime accuracy
+        result = train(config, run_dir, progress=not args.quiet, overwrite=args.overwrite, data=data)
         base_metrics = None
         if beside is not None:
             if beside.poll() is None:
@@ -153,14 +154,14 @@ def run(args: argparse.Namespace) -> int:
     torch_acc = result.metrics.get("test_accuracy")
 
     say(f"[2/{steps}] exporting -> {bundle_dir} (ONNX + TFLite, each checked against torch)")
-    manifest = export_run(run_dir, bundle_dir, progress=not args.quiet, overwrite=args.overwrite)
+    manifest = export_run(run_dir, bundle_dir, progress=not args.quiet, overwrite=args.overwrite, data=data)
     if base:
         say(f"[3/{steps}] exporting {base} -> {base_bundle} (ONNX)")
-        export_run(base_run, base_bundle, formats=("onnx",), progress=not args.quiet, overwrite=args.overwrite)
+        export_run(base_run, base_bundle, formats=("onnx",), progress=not args.quiet, overwrite=args.overwrite,
+                   data=data)
 
     step = 3 + bool(base)
     say(f"[{step}/{steps}] running the bundle{'s' if base else ''} with the torch-free runtime on the test split")
-    data = load_dataset(config.data, config.data_path, config.seed)
     x = data.x_test.numpy().astype("float32")
     y = data.y_test.numpy()
     rows = _runtime_accuracy(bundle_dir, x, y)

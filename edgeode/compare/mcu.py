@@ -27,11 +27,13 @@ MCU_NOTE = ("Microcontrollers: flash, RAM and fit from the full-int8 files' size
             "are ESTIMATES (int8 MACs x the board's cycles per MAC, sources in `edgeode devices show NAME`).")
 
 
-def export_int8(run_dir: Path, bundle_dir: Path) -> Path:
-    """The run as a full-int8 bundle measured in TFLM (what ``edgeode export RUN --quantize int8`` writes)."""
+def export_int8(run_dir: Path, bundle_dir: Path, data: Any = None) -> Path:
+    """The run as a full-int8 bundle measured in TFLM (what ``edgeode export RUN --quantize int8`` writes);
+    ``data``: the run's data set if the caller has it loaded (``export_run(data=...)``)."""
     from edgeode.export import export_run
 
-    export_run(run_dir, bundle_dir, formats=("tflite",), quantize=("int8",), progress=False, overwrite=True)
+    export_run(run_dir, bundle_dir, formats=("tflite",), quantize=("int8",), progress=False, overwrite=True,
+               data=data)
     return bundle_dir
 
 

@@ -124,7 +124,7 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
     from edgeode.train.data import load_dataset
     from edgeode.train.trainer import train
 
-    data = load_dataset(cfg.data, cfg.data_path, cfg.seed)
+    data = load_dataset(cfg.data, cfg.data_path, cfg.seed)  # once, for every model's train and export
     image_size = int(data.input_shape[-1])
     rows = []
     int8_bundles: dict[str, Path] = {}
@@ -136,17 +136,17 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
         tc = TrainConfig(model=mc, data=cfg.data, data_path=cfg.data_path, epochs=cfg.epochs, batch_size=64,
                          lr=1e-2, seed=cfg.seed)
         t0 = time.perf_counter()
-        result = train(tc, run_dir, progress=False, overwrite=True)
+        result = train(tc, run_dir, progress=False, overwrite=True, data=data)
         train_s = time.perf_counter() - t0
         bar.update(1)
         bar.set_description(f"{arch}: export to ONNX")
-        export_run(run_dir, bundle_dir, formats=("onnx",), progress=False, overwrite=True)
+        export_run(run_dir, bundle_dir, formats=("onnx",), progress=False, overwrite=True, data=data)
         bar.update(1)
         bar.set_description(f"{arch}: profile for {profile.name}")
         prof = profile_bundle(bundle_dir, profile, runs=cfg.runs, warmup=2, progress=False).to_dict()
         if cfg.mcu and arch in MCU_ARCHS:
             bar.set_description(f"{arch}: int8 export, measured in TFLM")
-            int8_bundles[arch] = export_int8(run_dir, out / "bundles" / f"{arch}-int8")
+            int8_bundles[arch] = export_int8(run_dir, out / "bundles" / f"{arch}-int8", data)
             bar.update(1)
         metrics = result.metrics
         params = metrics.get("parameters")

@@ -36,6 +36,7 @@ from edgeode.runtime.manifest import (
     SolverSpec,
     TensorSpec,
 )
+from edgeode.train.data import Dataset, dataset_for
 from edgeode.train.models import ModelConfig, count_parameters
 
 __all__ = ["ExportSource", "export_model", "export_run", "FORMATS", "QUANTIZATIONS"]
@@ -259,11 +260,12 @@ def _manifest(source: ExportSource, p, artifacts: list[Artifact], timings: dict)
 
 def export_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,
                quantize: tuple[str, ...] = (), tolerance: float | None = None, progress: bool = True,
-               overwrite: bool = False) -> Manifest:
+               overwrite: bool = False, data: Dataset | None = None) -> Manifest:
     """Export a trained run directory (``edgeode train -o RUN_DIR``) to a checked bundle at ``out_dir``.
 
     Real test samples for the parity gate come from the run's data set when it can be loaded
-    (MNIST needs its files at the recorded path); random inputs are used in any case.
+    (MNIST needs its files at the recorded path); random inputs are used in any case. ``data``: that
+    data set already loaded by the caller (quickstart, compare), so it is not loaded again.
     """
     from edgeode.train.checkpoint import load_run
 
@@ -275,9 +277,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[str, ...
     input_shape = tuple(info.get("input_shape") or ())
     calibration = heldout = None
     try:
-        from edgeode.train.data import load_dataset
-
-        data = load_dataset(run.config.data, run.config.data_path, run.config.seed)
+        data = dataset_for(run.config.data, run.config.data_path, run.config.seed, data)
         samples = data.x_test[:4]
         calibration = data.x_train[-CALIBRATION_SAMPLES:]
         heldout = (data.x_test[:EVAL_SAMPLES], data.y_test[:EVAL_SAMPLES])

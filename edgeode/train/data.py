@@ -37,6 +37,7 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "load_dataset",
+    "dataset_for",
     "read_idx",
     "spiral_trajectory",
     "SPIRAL_A",
@@ -119,6 +120,25 @@ def load_dataset(name: str, path: str | None = None, seed: int = 0) -> Dataset:
     if name == "mnist":
         return _mnist(path, seed)
     raise ConfigError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+def dataset_for(name: str, path: str | None = None, seed: int = 0, data: Dataset | None = None) -> Dataset:
+    """``data`` if given, else :func:`load_dataset` ``(name, path, seed)``.
+
+    Lets a process load a data set once and hand it to every step that needs it (``train``,
+    ``export_run``, the runtime accuracy check: quickstart and compare), instead of each step
+    loading it again (MNIST from its IDX files takes seconds). A given ``data`` must be the data set
+    ``name`` split by ``seed`` (what the run recorded), else :class:`ConfigError`.
+    """
+    if data is None:
+        return load_dataset(name, path, seed)
+    recorded = data.info.get("seed", seed)
+    if data.name != name or recorded != seed:
+        raise ConfigError(
+            f"the data set passed in is {data.name!r} split with seed {recorded}, but the run needs {name!r} with "
+            f"seed {seed}; pass the matching data set, or none (data=None) to load it"
+        )
+    return data
 
 
 def _split(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

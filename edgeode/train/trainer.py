@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ from edgeode.train.checkpoint import (
     prepare_run_dir,
     write_run_files,
 )
-from edgeode.train.data import Dataset, load_dataset
+from edgeode.train.data import Dataset, dataset_for
 from edgeode.train.distributed import DistContext, gather_hashes, init_distributed, local_threads
 from edgeode.train.models import ModelConfig, build_model, count_parameters
 
@@ -163,8 +163,12 @@ def _broadcast_error(ctx: DistContext, error: EdgeodeError | None) -> None:
         raise ConfigError(f"rank 0 failed: {box[0][1]}")
 
 
-def train(config: TrainConfig, out_dir: str | Path, progress: bool = True, overwrite: bool = False) -> TrainResult:
+def train(config: TrainConfig, out_dir: str | Path, progress: bool = True, overwrite: bool = False,
+          data: Dataset | None = None) -> TrainResult:
     """Train the model ``config`` describes and write the run directory ``out_dir``.
+
+    ``data``: the data set already loaded (``load_dataset(config.data, config.data_path, config.seed)``)
+    by a caller that needs it for more than training; it is not modified (``train_limit`` trims a copy).
 
     Raises:
         ConfigError: bad option, or ``out_dir`` exists and is not empty (pass ``overwrite=True``) or
@@ -184,9 +188,9 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True, overw
                 error = exc
         _broadcast_error(ctx, error)
 
-        data = load_dataset(config.data, config.data_path, config.seed)
+        data = dataset_for(config.data, config.data_path, config.seed, data)
         if config.train_limit is not None:
-            data.x_train, data.y_train = data.x_train[: config.train_limit], data.y_train[: config.train_limit]
+            data = replace(data, x_train=data.x_train[: config.train_limit], y_train=data.y_train[: config.train_limit])
         check_config_fits_data(config.model, data)
         torch.manual_seed(config.seed)
         model = build_model(config.model)
