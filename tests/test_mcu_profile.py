@@ -197,3 +197,8 @@ def test_compare_mcu_section_table_and_plot(digits_int8_bundle, tmp_path):
     assert _plot_mcu({"mcu": rows}, tmp_path / "mcu.png") and (tmp_path / "mcu.png").stat().st_size > 10_000
     table = "\n".join(_mcu_markdown({"mcu": rows}))
     assert table.count("| odenet |") == 4 and "estimates" in table
+
+
+def test_devices_show_states_the_mcu_cost_model():
+    out = _cli("devices", "show", "esp32-s3")
+    assert out.returncode == 0 and "cycles/MAC 0.81/2.38/6.35" in out.stdout and "mcu.cycles_per_mac: ESP-NN" in out.stdout

@@ -75,6 +75,17 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def _estimates(p) -> list[str]:
     """How `edgeode profile --device NAME` turns host timings into this device's figures, in words."""
+    if p.mcu is not None:
+        m = p.mcu
+        return [
+            f"  mcu            {m.sram_bytes:,} B for static arrays (arenas, RK state), runtime code {m.runtime_flash_bytes:,} B "
+            f"of flash; int8 kernels {m.kernels}",
+            "  estimates      `edgeode profile BUNDLE --device NAME` on a full-int8 bundle: memory from the figures the",
+            "                 export measured in TFLM; latency = (int8 MACs x cycles/MAC + other ops' elements x",
+            f"                 cycles/element) / {p.cpu.clock_ghz * 1e3:g} MHz, cycles/MAC {'/'.join(f'{v:g}' for v in m.cycles_per_mac)}, "
+            f"cycles/element {'/'.join(f'{v:g}' for v in m.cycles_per_element)}",
+            f"                 (low/typical/high; sources below); energy = latency x {p.power.load_w:g} W.",
+        ]
     if p.calibrated:
         return ["  estimates      none on the machine this profile was measured on (calibrated): figures there are",
                 "                 measured; elsewhere host timings are scaled as for any profile (below)"]
