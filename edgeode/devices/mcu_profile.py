@@ -69,7 +69,7 @@ def _remedies(manifest: Any, fit: McuFit, profile: DeviceProfile) -> list[str]:
             continue
         f = mcu_fit(manifest, p, fit.mode)
         if f.fits:
-            boards.append(f"{p.name} ({_kb(f.ram_board_bytes)} SRAM, {_kb(f.flash_board_bytes)} flash)")
+            boards.append(f"{p.name} ({_kb(f.ram_board_bytes)} RAM for static arrays, {_kb(f.flash_board_bytes)} flash)")
     if boards:
         out.append("a board with more memory: it fits " + ", ".join(boards))
     if not fit.ram_fits:
