@@ -41,6 +41,7 @@ __all__ = [
     "run_worker",
     "emit",
     "worker_spec",
+    "start_main",
     "peak_rss_mb",
     "current_rss_mb",
     "time_call",
@@ -167,6 +168,20 @@ def worker_spec(argv: Sequence[str]) -> dict | None:
     if len(argv) >= 2 and argv[0] == "--worker":
         return json.loads(argv[1])
     return None
+
+
+def start_main(argv: Sequence[str] | None, parser: argparse.ArgumentParser,
+               worker_main: Callable[[dict], int]) -> argparse.Namespace | int:
+    """The opening of a benchmark's ``main``: in a worker process (``--worker JSON``, see :func:`run_worker`)
+    run ``worker_main(spec)`` and return its exit code; otherwise the parsed arguments, with the command
+    line kept as ``args.argv`` (the results record how they were made)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    spec = worker_spec(argv)
+    if spec is not None:
+        return worker_main(spec)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
 
 
 def peak_rss_mb() -> float:

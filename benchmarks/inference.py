@@ -29,7 +29,6 @@ evaluations x one field call), one field call timed alone with the same backend 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from common import (
@@ -44,9 +43,9 @@ from common import (
     machine_markdown,
     markdown_table,
     run_worker,
+    start_main,
     targets_markdown,
     time_call,
-    worker_spec,
     write_results,
 )
 
@@ -583,12 +582,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    spec = worker_spec(argv)
-    if spec is not None:
-        return _worker_main(spec)
-    args = _parser().parse_args(argv)
-    args.argv = list(argv)
+    args = start_main(argv, _parser(), _worker_main)
+    if isinstance(args, int):
+        return args
     if args.render:
         import json
 

@@ -34,8 +34,8 @@ from common import (
     machine_markdown,
     markdown_table,
     run_worker,
+    start_main,
     training_step_memory,
-    worker_spec,
     write_results,
 )
 
@@ -154,12 +154,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    spec = worker_spec(argv)
-    if spec is not None:
-        return _worker_main(spec)
-    args = _parser().parse_args(argv)
-    args.argv = list(argv)
+    args = start_main(argv, _parser(), _worker_main)
+    if isinstance(args, int):
+        return args
     limit = 0
     if args.quick:
         args.epochs, args.width, args.steps, args.batch, limit = 1, 16, 2, 16, 64

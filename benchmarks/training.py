@@ -22,7 +22,6 @@ above the process's RSS just before the first step.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from common import (
@@ -37,8 +36,8 @@ from common import (
     machine_markdown,
     markdown_table,
     run_worker,
+    start_main,
     targets_markdown,
-    worker_spec,
     write_results,
 )
 
@@ -182,12 +181,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    spec = worker_spec(argv)
-    if spec is not None:
-        return _worker_main(spec)
-    args = _parser().parse_args(argv)
-    args.argv = list(argv)
+    args = start_main(argv, _parser(), _worker_main)
+    if isinstance(args, int):
+        return args
     if args.quick:
         if args.steps == [10, 40, 160]:
             args.steps = [2, 4]

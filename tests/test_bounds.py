@@ -27,11 +27,9 @@ def edgeode(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    pytest.importorskip("torch", reason="building the test bundles needs torch")
-    pytest.importorskip("onnxruntime")
+def built(onnx_bundles, tmp_path_factory):
     root = tmp_path_factory.mktemp("bounds")
-    cls = rb.build_classifier(root / "classifier", formats=("onnx",))
+    cls = onnx_bundles.classifier  # the session's (read only here)
     dyn = rb.build_loop_dynamics(root / "dynamics")  # fused ONNX Loop with a `steps` input
     np.save(root / "x.npy", cls.x)
     np.save(root / "y0.npy", dyn.x)

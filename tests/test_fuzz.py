@@ -18,18 +18,15 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_targets as ft  # noqa: E402
-import runtime_bundles as rb  # noqa: E402
 
 BUDGET = {"manifest": 60, "contract": 40, "npy": 150, "image": 150, "cli": 60, "model": 30}
 GOOD = ("ok", "typed", "usage")
 
 
 @pytest.fixture(scope="module")
-def fuzzer(tmp_path_factory):
-    pytest.importorskip("torch", reason="building the fuzzed bundle needs torch")
-    pytest.importorskip("onnxruntime")
+def fuzzer(onnx_bundles, tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
-    built = rb.build_classifier(root / "classifier", formats=("onnx",))
+    built = onnx_bundles.classifier  # the session's: the fuzzer damages copies, never the original
     fz = ft.Fuzzer(built.path, built.x[:2], root / "work")
     yield fz
     fz.close()
