@@ -10,6 +10,12 @@ contract is a spread within 5% for the reported estimate on an idle machine.
 
     python3 benchmarks/estimate_stability.py BUNDLE                 # 5 runs for pi-4b
     python3 benchmarks/estimate_stability.py BUNDLE --runs 5 --device pi-zero-2w
+    python3 benchmarks/estimate_stability.py BUNDLE --percentiles 10   # which statistic: 10 measuring processes
+
+``--percentiles N`` runs the profiler's measuring child (``edgeode.devices.child run``, 2 s of runs,
+2 threads, as ``edgeode profile --device pi-4b`` does on a 2-core host) N times and prints how far the
+5th, 10th, 20th and 50th percentiles and the median of the runs not kept waiting move between the
+processes: the measurement behind the choice of the 5th percentile.
 """
 
 from __future__ import annotations
@@ -46,14 +52,42 @@ def one_run(bundle: Path, device: str) -> dict:
             "load_average": d.get("host_load_average")}
 
 
+def percentile_spreads(bundle: Path, processes: int) -> str:
+    """The spread between ``processes`` measuring children of each candidate statistic, as Markdown."""
+    sys.path.insert(0, str(ROOT))
+    from edgeode.devices.measure import run_child
+    from edgeode.devices.profiler import low_percentile, percentiles, undisturbed_runs
+
+    stats: dict[str, list[float]] = {"p5": [], "p10": [], "p20": [], "p50": [], "median of runs not kept waiting": []}
+    for i in range(processes):
+        r = run_child(["run", "--bundle", str(bundle), "--backend", "onnxruntime", "--mode", "fused", "--threads", "2",
+                       "--runs", "50", "--min-seconds", "2", "--max-runs", "20000", "--warmup", "5"], timeout=300).result
+        lat = r["latencies_ms"]
+        for q in (5, 10, 20, 50):
+            stats[f"p{q}"].append(low_percentile(lat, q)[0])
+        stats["median of runs not kept waiting"].append(percentiles(undisturbed_runs(lat, r["cpu_ms"]).latencies_ms)["p50"])
+        log(f"process {i + 1}/{processes}: {len(lat)} runs, " + ", ".join(f"{k} {v[-1]:.4f} ms" for k, v in stats.items()))
+    rows = [[k, f"{min(v):.4f}", f"{max(v):.4f}", f"**{100 * spread(v):.1f}%**"] for k, v in stats.items()]
+    return markdown_table(["host statistic", "lowest ms", "highest ms", "spread"], rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("bundle", type=Path, help="bundle directory (e.g. edgeode-quickstart/bundle)")
     parser.add_argument("--device", default="pi-4b", help="device profile")
     parser.add_argument("--runs", type=int, default=5, help="how many `edgeode profile` processes")
     parser.add_argument("--out", type=Path, default=None, help="results directory (default benchmarks/results)")
+    parser.add_argument("--percentiles", type=int, default=0, metavar="N",
+                        help="instead: N measuring processes, the spread of each candidate statistic")
     args = parser.parse_args(argv)
     info = machine_info()
+    if args.percentiles:
+        table = percentile_spreads(args.bundle, args.percentiles)
+        md = (f"# Which host statistic holds still: {args.percentiles} measuring processes, 2 s of runs each\n\n"
+              f"{machine_markdown(info)}\n\nbundle: {args.bundle}\n\n{table}\n")
+        write_results("estimate_percentiles", {"machine": info, "bundle": str(args.bundle), "table": table}, md, args.out)
+        print(md)
+        return 0
     results = []
     for i in range(args.runs):
         r = one_run(args.bundle, args.device)

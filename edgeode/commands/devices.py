@@ -102,12 +102,12 @@ def _estimates(p) -> list[str]:
         "                 The host latency is the 5th percentile of at least 2 s of runs: other processes only",
         "                 add time to a run, so the fastest runs are the model alone, as on the device (a burst",
         "                 of other work that slows the whole window still shows; the profile then says the host",
-        "                 was busy). The printed +-% is that figure's",
-        "                 95% confidence interval and the SGEMM rounds' spread. The model itself is good to about",
-        "                 x0.5-x2 for conv/GEMM-bound models and an upper bound for tiny overhead-bound ones (memory",
-        "                 bandwidth, caches and kernel choice are not modelled); `edgeode devices calibrate` on the",
-        "                 device replaces estimates with measurements. Energy = CPU time x (load_w - idle_w) / cores,",
-        "                 plus idle_w x p50 latency for the total.",
+        "                 was busy). The printed +-% is that figure's 95% confidence interval and the SGEMM",
+        "                 rounds' spread. The model itself is good to about x0.5-x2 for conv/GEMM-bound models and",
+        "                 an upper bound for tiny overhead-bound ones (memory bandwidth, caches and kernel choice",
+        "                 are not modelled); `edgeode devices calibrate` on the device replaces estimates with",
+        "                 measurements. Energy = CPU time x (load_w - idle_w) / cores, plus idle_w x p50 latency",
+        "                 for the total.",
     ]
 
 

@@ -169,14 +169,17 @@ def host_basis(latencies_ms: list[float], cpu_ms: list[float] | None) -> HostBas
     sibling, caches refilled after another job), never take it away, so the fastest runs are the
     closest to the model running alone, as it does on the device (Chen & Revels 2016, "Robust
     benchmarking in noisy environments", arXiv 1608.04295). The minimum itself rests on a few lucky
-    runs; a low percentile of many runs is stable. Measured on the shared 2-core Xeon at load 4-5 (ten
-    processes, 2 s of runs each, 2 threads, the quickstart bundle): the runs fall in two modes (about
-    0.32 and 0.46 ms, contention the VM cannot see: shared caches or physical cores) whose shares change
-    from process to process, so the 5th percentile moved 2.6% between processes, the 10th 10% and the
-    median 26%. The wall-versus-CPU-time filter (:func:`undisturbed_runs`) cannot tell the modes apart:
-    a slowed run's own CPU time grows with its wall time. On an idle device the median is somewhat
-    above this basis (the device's own jitter, which a busy host cannot show); that bias is far inside
-    the scaling model's x0.5-x2.
+    runs; a low percentile of many runs holds still while the share of slowed runs changes. On the
+    shared 2-core Xeon the runs of the quickstart bundle fall in two modes (about 0.32 and 0.46 ms:
+    contention the VM cannot see, shared caches or physical cores) whose shares change from process to
+    process, so the median moves most; the 5th percentile stays on the fast mode while a process sees
+    some undisturbed runs. When a burst of other work slows a whole window, every statistic moves:
+    ``benchmarks/estimate_stability.py BUNDLE --percentiles 10`` at load average 10.6 on the 2 cores
+    (``benchmarks/results/estimate_percentiles.md``) gave p5 0.32-0.67 ms and the median 0.60-3.11 ms
+    across ten processes; the profile then notes the busy host. The wall-versus-CPU-time filter
+    (:func:`undisturbed_runs`) cannot tell the modes apart: a slowed run's own CPU time grows with its
+    wall time. On an idle device the median is somewhat above this basis (the device's own jitter,
+    which a busy host cannot show); that bias is far inside the scaling model's x0.5-x2.
     """
     base, lo, hi = low_percentile(latencies_ms)
     calm = undisturbed_runs(latencies_ms, cpu_ms)
