@@ -39,9 +39,16 @@ def _run_args(bundle: Path, y0: Path, mode: str, steps: str, *extra: str) -> lis
             "--threads", "1", "--json", *extra]
 
 
-def _finish(proc: subprocess.Popen, since: float) -> dict:
-    out, err = proc.communicate(timeout=120)
-    return {"exit": proc.returncode, "seconds": round(time.perf_counter() - since, 2),
+def _finish(proc: subprocess.Popen, since: float, limit: float = 120.0) -> dict:
+    """The process's exit: code (None if it had not exited after ``limit`` s: then killed), seconds since ``since``."""
+    try:
+        out, err = proc.communicate(timeout=limit)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        code = None
+    return {"exit": code, "seconds": round(time.perf_counter() - since, 2),
             "stderr_lines": len(err.strip().splitlines()), "traceback": "Traceback" in err,
             "stdout_empty": out == "", "last_line": err.strip().splitlines()[-1] if err.strip() else ""}
 
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"mode": mode, "case": "--timeout 3", **res})
     for r in results:
         what = "from SIGINT" if r["case"] == "Ctrl-C" else "from start"
-        rows.append([r["mode"], r["case"], r["exit"], f"{r['seconds']:.2f} {what}", r["stderr_lines"],
+        rows.append([r["mode"], r["case"], "none: killed" if r["exit"] is None else r["exit"], f"{r['seconds']:.2f} {what}", r["stderr_lines"],
                      "yes" if r["traceback"] else "no", r["last_line"][:90]])
         print(" | ".join(str(c) for c in rows[-1]), flush=True)
     table = markdown_table(["mode", "case", "exit", "seconds", "stderr lines", "traceback", "last stderr line"], rows)
