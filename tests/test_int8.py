@@ -176,3 +176,104 @@ def test_export_int8_needs_tflite(tmp_path):
         export_model(source, tmp_path / "b", formats=("onnx",), quantize=("int8",), progress=False)
     with pytest.raises(ConfigError, match="calibration"):
         export_model(source, tmp_path / "b", formats=("tflite",), quantize=("int8",), progress=False)
+
+
+# ------------------------------------------------------------------ smaller TFLite files (issue 13, item 6)
+
+
+def _anatomy(data: bytes) -> tuple[list[str], list[int], list[int]]:
+    """Tensor names, constant buffer sizes and their offsets in the file (TFLite's own schema reader)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(data, 0)
+    sub = model.Subgraphs(0)
+    names = [sub.Tensors(i).Name().decode() for i in range(sub.TensorsLength())]
+    bufs = [model.Buffers(i) for i in range(model.BuffersLength())]
+    sizes = [b.DataLength() for b in bufs]
+    starts = [b._tab.Vector(b._tab.Offset(4)) for b in bufs if b.DataLength()]
+    return names, sizes, starts
+
+
+def test_bundle_tflite_files_hold_no_module_path_names(int8_bundle):
+    """Every exported file (float32 and int8) names its tensors by index; constants stay 16-aligned."""
+    files = sorted((int8_bundle / "tflite").glob("*.tflite"))
+    assert len(files) == 8
+    for path in files:
+        names, _, starts = _anatomy(path.read_bytes())
+        assert names == [str(i) for i in range(len(names))], path.name
+        assert all(s % 16 == 0 for s in starts), path.name
+
+
+def _convert(module, sample: dict, out: str, path: Path) -> bytes:
+    from edgeode.export.tflite_export import convert_tflite
+
+    convert_tflite(module, sample, out, path)
+    return path.read_bytes()
+
+
+def test_compact_tflite_changes_no_output(digits_run, tmp_path):
+    """A freshly converted head, compacted: a quarter of its size, the same bits in LiteRT and in TFLM."""
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+    from tflite_micro.python.tflite_micro import runtime
+
+    from edgeode.export.tflite_file import compact_tflite
+    from edgeode.train.checkpoint import load_run
+
+    model = load_run(digits_run.path).model.eval()
+    h = torch.from_numpy(np.random.default_rng(3).normal(size=(1, 16, 3, 3)).astype(np.float32))
+    data = _convert(model.head, {"h": h}, "logits", tmp_path / "head.tflite")
+    small = compact_tflite(data)
+    names, _, _ = _anatomy(data)
+    assert max(map(len, names)) > 40  # litert-torch's module paths (what is stripped)
+    assert len(small) < 0.8 * len(data)
+    outs = []
+    for blob in (data, small):
+        lite = Interpreter(model_content=blob).get_signature_runner()(h=h.numpy())["logits"]
+        micro = runtime.Interpreter.from_bytes(blob, arena_size=1 << 16)
+        micro.set_input(h.numpy(), 0)
+        micro.invoke()
+        outs.append((lite, micro.get_output(0)))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fused_constants_do_not_grow_with_steps(tmp_path):
+    """The time term t * M is computed in the graph: one more step adds no copy of M.
+
+    A field of one time-channel conv (4 -> 4 channels on 3 x 3, rewritten as at export), unrolled by
+    RK4 for 1 and 2 steps. Folded per stage time (litert-torch, before
+    edgeode.export.modules.graph_zero), x 2 has 2 stage times more than x 1, so 2 more copies of M
+    (4 x 3 x 3 float32 = 144 B); now only scalars are added. The solve still matches torch.
+    """
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeode.export.modules import Field, UnrolledTrajectory
+    from edgeode.export.rewrite import rewrite_time_channel
+    from edgeode.train.fields import ConcatConv2d
+    from edgeode.train.solver import solve
+
+    class OneConv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = ConcatConv2d(4, 4)
+
+        def forward(self, t, h):
+            return self.conv(t, h)
+
+    torch.manual_seed(0)
+    conv = OneConv().eval()
+    field, rewrites = rewrite_time_channel(conv, (1, 4, 3, 3))
+    assert rewrites == 1
+    y0 = torch.randn(1, 4, 3, 3)
+    totals = []
+    for steps in (1, 2):
+        traj = UnrolledTrajectory(Field(field), "rk4", 0.0, 1.0, steps).eval()
+        data = _convert(traj, {"y0": y0}, "states", tmp_path / f"f{steps}.tflite")
+        totals.append(sum(_anatomy(data)[1]))
+        got = Interpreter(model_content=data).get_signature_runner()(y0=y0.numpy())["states"]
+        with torch.no_grad():
+            want = solve(conv, y0, "rk4", 0.0, 1.0, steps, trajectory=True).numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert 0 <= totals[1] - totals[0] < 4 * 3 * 3 * 4, totals

@@ -22,6 +22,7 @@ from edgeode.export.parity import check_parity, open_gate_session, tolerance_for
 from edgeode.export.plan import Job, plan_jobs, prepare
 from edgeode.export.record import write_record
 from edgeode.export.specs import onnx_specs, tflite_specs
+from edgeode.export.tflite_file import compact_tflite_file
 from edgeode.fsutil import commit_dir, discard_dir, make_staging_dir
 from edgeode.runtime.bundle import sha256_file
 from edgeode.runtime.contract import contract_json
@@ -133,6 +134,8 @@ def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict, skel
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     job.build(path)
+    if job.format == "tflite":  # tensor names (module paths) out: flash no interpreter reads
+        compact_tflite_file(path)
     timings[job.path] = round(time.perf_counter() - start, 2)
     if job.format == "onnx":
         inputs, outputs, opset = onnx_specs(path)

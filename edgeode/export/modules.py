@@ -17,7 +17,7 @@ from torch import nn
 from edgeode.tableaus import ButcherTableau
 from edgeode.train.solver import solve
 
-__all__ = ["Named", "named", "Field", "UnrolledClassifier", "UnrolledTrajectory"]
+__all__ = ["Named", "named", "Field", "UnrolledClassifier", "UnrolledTrajectory", "graph_zero"]
 
 
 class Named(nn.Module):
@@ -74,8 +74,35 @@ class Field(nn.Module):
         return self.field(t, h)
 
 
+def graph_zero(x: torch.Tensor) -> torch.Tensor:
+    """A ``[1]`` zero computed from the model's input ``x``: ``relu(-|x[0]|)``, exactly 0 for a finite input.
+
+    In an unrolled solve every stage time is a Python constant, so the converter folds the field's
+    time term ``t * M`` (:class:`~edgeode.export.rewrite.TimeMapConv2d`, ``M`` of the conv's output
+    size) into one new constant per stage time: the file grows with the number of steps. Adding this
+    zero to t makes each stage time a graph value, so ``M`` is stored once and ``t * M`` is computed
+    in the graph. The converter proves ``a - a`` and ``a * 0`` to be zero and folds them (measured:
+    the constants came back); it does not see through ``relu(-|a|)``.
+    """
+    return torch.relu(-x.reshape(-1)[:1].abs())
+
+
+class _GraphTimeField(nn.Module):
+    """``field(t + zero, h)``: the field with its time made a graph value (see :func:`graph_zero`)."""
+
+    def __init__(self, field: nn.Module, zero: torch.Tensor):
+        super().__init__()
+        self.field, self.zero = field, zero
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.field(t + self.zero, h)
+
+
 class UnrolledClassifier(nn.Module):
-    """encoder -> fixed-step solve (Python loop, unrolled when traced) -> head."""
+    """encoder -> fixed-step solve (Python loop, unrolled when traced) -> head.
+
+    Stage times are graph values (:func:`graph_zero`), so no constant is repeated per step.
+    """
 
     def __init__(self, encoder: nn.Module, field: nn.Module, head: nn.Module, tableau: ButcherTableau,
                  t0: float, t1: float, steps: int):
@@ -84,7 +111,8 @@ class UnrolledClassifier(nn.Module):
         self.tableau, self.t0, self.t1, self.steps = tableau, t0, t1, steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = solve(self.field, self.encoder(x), self.tableau, self.t0, self.t1, self.steps)
+        field = _GraphTimeField(self.field, graph_zero(x))
+        h = solve(field, self.encoder(x), self.tableau, self.t0, self.t1, self.steps)
         return self.head(h)
 
 
@@ -97,4 +125,5 @@ class UnrolledTrajectory(nn.Module):
         self.tableau, self.t0, self.t1, self.steps = tableau, t0, t1, steps
 
     def forward(self, y0: torch.Tensor) -> torch.Tensor:
-        return solve(self.field, y0, self.tableau, self.t0, self.t1, self.steps, trajectory=True)
+        field = _GraphTimeField(self.field, graph_zero(y0))
+        return solve(field, y0, self.tableau, self.t0, self.t1, self.steps, trajectory=True)

@@ -1,0 +1,89 @@
+"""Rewriting an exported ``.tflite`` flatbuffer so that it holds only what an interpreter needs.
+
+litert-torch stores each tensor's full module path as its name (``serving_default_x:0``,
+``...;model/block/field/net/2/conv/Conv2D;...``): over half of a small file, and several hundred KB
+in an unrolled (``fused``) graph, all of it flash on a microcontroller. No interpreter reads those
+names: LiteRT addresses a model's inputs and outputs through its SignatureDef (whose own names,
+``x``, ``t``, ``h``, ``logits``..., are kept), TFLM by index. :func:`compact_tflite` renames every
+tensor to its index (short and still unique, as ai-edge-quantizer needs when it quantizes the file
+later: it keys activation ranges by tensor name).
+
+The file is re-serialised with TFLite's own schema classes (``schema_py_generated`` from
+ai-edge-litert). ``schema.fbs`` asks for constant buffers aligned to 16 bytes (``Buffer.data``,
+``force_align: 16``), so that int32 biases and float weights can be read in place on a Cortex-M; the
+Python flatbuffers builder aligns a ``[ubyte]`` vector to 1 byte only (and the files litert-torch and
+ai-edge-quantizer write here had buffers 4-byte aligned, measured): they are written 16-aligned here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgeode.errors import ExportError
+
+__all__ = ["BUFFER_ALIGN", "compact_tflite", "compact_tflite_file"]
+
+#: alignment of each constant buffer's bytes in the file (as the TFLite converter writes them)
+BUFFER_ALIGN = 16
+_IDENT = b"TFL3"
+
+
+def _pack_buffer(builder, buf) -> int:
+    """``BufferT.Pack`` with the data vector aligned to :data:`BUFFER_ALIGN` bytes."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = None
+    if buf.data is not None and len(buf.data):
+        raw = np.asarray(buf.data, np.uint8).tobytes()
+        builder.StartVector(1, len(raw), BUFFER_ALIGN)
+        builder.head -= len(raw)
+        builder.Bytes[builder.head:builder.head + len(raw)] = raw
+        data = builder.EndVector()
+    schema.BufferStart(builder)
+    if data is not None:
+        schema.BufferAddData(builder, data)
+    schema.BufferAddOffset(builder, buf.offset)
+    schema.BufferAddSize(builder, buf.size)
+    return schema.BufferEnd(builder)
+
+
+def compact_tflite(data: bytes) -> bytes:
+    """``data`` (a TFLite flatbuffer) with every tensor named by its index, constant buffers 16-aligned.
+
+    Raises:
+        ExportError: ``data`` is not a TFLite flatbuffer, or its constants live outside it
+            (files over 2 GB; edgeode's are not).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(data) < 8 or data[4:8] != _IDENT:
+        raise ExportError("not a TFLite flatbuffer (no TFL3 identifier); report this bug")
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    for buf in model.buffers or []:
+        if buf.offset:
+            raise ExportError("a TFLite file with constants outside the flatbuffer (over 2 GB) cannot be compacted")
+        buf.Pack = lambda builder, _buf=buf: _pack_buffer(builder, _buf)
+    for sub in model.subgraphs or []:
+        for i, tensor in enumerate(sub.tensors or []):
+            tensor.name = str(i)
+    builder = flatbuffers.Builder(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=_IDENT)
+    return bytes(builder.Output())
+
+
+def compact_tflite_file(path: str | Path) -> int:
+    """Rewrite the TFLite file at ``path`` with :func:`compact_tflite` (atomically); returns the bytes saved."""
+    path = Path(path)
+    data = path.read_bytes()
+    out = compact_tflite(data)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(out)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(data) - len(out)
