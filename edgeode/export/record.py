@@ -1,8 +1,8 @@
 """Write the computation-defining record (:mod:`edgeode.runtime.contract`) into an exported model file.
 
 ONNX: one ``metadata_props`` entry (``onnx`` package). TFLite: one ``Model.metadata`` entry and its
-buffer, through the TFLite schema's object API that ships with LiteRT (``ai_edge_litert.schema_py_generated``)
-and ``flatbuffers``. Either way the record is read back here before the file is accepted.
+buffer, through the TFLite schema's object API that ships with LiteRT, written by
+:func:`edgeode.export.tflite_file.write_model`. Either way the record is read back here before the file is accepted.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ def _onnx(path: Path, text: str) -> None:
 
 
 def _tflite(path: Path, text: str) -> None:
-    import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    from edgeode.export.tflite_file import read_model, write_model
+
+    model = read_model(path.read_bytes())
     model.buffers = list(model.buffers or [])
     model.metadata = list(model.metadata or [])
     data = np.frombuffer(text.encode("utf-8"), np.uint8)
@@ -43,9 +44,7 @@ def _tflite(path: Path, text: str) -> None:
         model.buffers.append(schema.BufferT())
         model.metadata.append(meta)
     model.buffers[meta.buffer].data = data
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(bytes(builder.Output()))
+    write_model(path, model)  # the one TFLite writer: constants stay 16-aligned
 
 
 def write_record(path: str | Path, fmt: str, text: str) -> None:

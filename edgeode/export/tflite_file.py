@@ -24,11 +24,24 @@ import numpy as np
 
 from edgeode.errors import ExportError
 
-__all__ = ["BUFFER_ALIGN", "compact_tflite", "compact_tflite_file"]
+__all__ = ["BUFFER_ALIGN", "compact_tflite", "compact_tflite_file", "pack_model", "read_model", "write_model"]
 
-#: alignment of each constant buffer's bytes in the file (as the TFLite converter writes them)
+#: alignment of each constant buffer's bytes in the file (``force_align: 16`` in TFLite's schema.fbs)
 BUFFER_ALIGN = 16
 _IDENT = b"TFL3"
+
+
+def read_model(data: bytes):
+    """``data`` (a TFLite flatbuffer) as TFLite's object API ``ModelT``, to edit and :func:`pack_model`.
+
+    Raises:
+        ExportError: ``data`` is not a TFLite flatbuffer.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(data) < 8 or data[4:8] != _IDENT:
+        raise ExportError("not a TFLite flatbuffer (no TFL3 identifier); report this bug")
+    return schema.ModelT.InitFromPackedBuf(data, 0)
 
 
 def _pack_buffer(builder, buf) -> int:
@@ -50,40 +63,50 @@ def _pack_buffer(builder, buf) -> int:
     return schema.BufferEnd(builder)
 
 
-def compact_tflite(data: bytes) -> bytes:
-    """``data`` (a TFLite flatbuffer) with every tensor named by its index, constant buffers 16-aligned.
+def pack_model(model) -> bytes:
+    """Serialise a ``ModelT`` as a TFLite file, constant buffers :data:`BUFFER_ALIGN`-aligned.
 
     Raises:
-        ExportError: ``data`` is not a TFLite flatbuffer, or its constants live outside it
-            (files over 2 GB; edgeode's are not).
+        ExportError: its constants live outside the flatbuffer (files over 2 GB; edgeode's are not).
     """
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
 
-    if len(data) < 8 or data[4:8] != _IDENT:
-        raise ExportError("not a TFLite flatbuffer (no TFL3 identifier); report this bug")
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
     for buf in model.buffers or []:
         if buf.offset:
-            raise ExportError("a TFLite file with constants outside the flatbuffer (over 2 GB) cannot be compacted")
+            raise ExportError("a TFLite file with constants outside the flatbuffer (over 2 GB) cannot be rewritten")
         buf.Pack = lambda builder, _buf=buf: _pack_buffer(builder, _buf)
-    for sub in model.subgraphs or []:
-        for i, tensor in enumerate(sub.tensors or []):
-            tensor.name = str(i)
-    builder = flatbuffers.Builder(len(data))
+    builder = flatbuffers.Builder(1 << 16)
     builder.Finish(model.Pack(builder), file_identifier=_IDENT)
     return bytes(builder.Output())
 
 
-def compact_tflite_file(path: str | Path) -> int:
-    """Rewrite the TFLite file at ``path`` with :func:`compact_tflite` (atomically); returns the bytes saved."""
+def write_model(path: str | Path, model) -> int:
+    """:func:`pack_model` written to ``path`` atomically (temp file + rename); returns the new size."""
     path = Path(path)
-    data = path.read_bytes()
-    out = compact_tflite(data)
+    out = pack_model(model)
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(out)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return len(data) - len(out)
+    return len(out)
+
+
+def _names_by_index(model):
+    for sub in model.subgraphs or []:
+        for i, tensor in enumerate(sub.tensors or []):
+            tensor.name = str(i)
+    return model
+
+
+def compact_tflite(data: bytes) -> bytes:
+    """``data`` (a TFLite flatbuffer) with every tensor named by its index, constant buffers 16-aligned."""
+    return pack_model(_names_by_index(read_model(data)))
+
+
+def compact_tflite_file(path: str | Path) -> int:
+    """Rewrite the TFLite file at ``path`` as :func:`compact_tflite` does (atomically); returns the bytes saved."""
+    path = Path(path)
+    before = path.stat().st_size
+    return before - write_model(path, _names_by_index(read_model(path.read_bytes())))
