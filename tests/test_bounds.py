@@ -164,3 +164,27 @@ def test_profile_timeout_and_ctrl_c_leave_no_child(slow):
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "edgeode profile: interrupted"
     assert "Traceback" not in err
     assert children and not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+def test_a_ctrl_c_swallowed_while_loading_still_stops_the_run():
+    """A real SIGINT whose KeyboardInterrupt library code swallowed (``except BaseException``) before the run
+    started: with ``edgeode run``'s watch_ctrl_c the run does not start (it once ran on for minutes)."""
+    code = f"""
+import os, signal, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from edgeode.runtime.bounded import BoundedCall, watch_ctrl_c
+watch_ctrl_c()
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+except BaseException:
+    pass  # swallowed, as while the model loads
+ran = []
+try:
+    BoundedCall(None, lambda: ran.append(1)).run()
+    print("ran", ran)
+except KeyboardInterrupt:
+    print("stopped", ran)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "stopped []", (proc.stdout, proc.stderr)

@@ -110,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
     from edgeode.errors import InputWarning, RunTimeout
     from edgeode.runtime import load
-    from edgeode.runtime.bounded import BoundedCall, check_timeout
+    from edgeode.runtime.bounded import BoundedCall, check_timeout, watch_ctrl_c
 
+    watch_ctrl_c()  # a Ctrl-C that library code swallows while the model loads still stops the run
     begun = time.monotonic()
     timeout = check_timeout(args.timeout)
     mode = args.mode or ("loop" if args.solver or args.backend == "tflm" else "fused")

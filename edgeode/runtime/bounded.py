@@ -9,10 +9,16 @@ loop: stop before the next step), gives the worker ``grace`` seconds to finish, 
 worker that is still inside a call no backend can stop (a TFLite ``invoke``) is reported by
 :attr:`BoundedCall.stuck`; a command line tool then ends the process (``os._exit``), the only way
 to stop such a call.
+
+A command line tool (``edgeode run``) also calls :func:`watch_ctrl_c` first: its SIGINT handler leaves a mark as well
+as raising ``KeyboardInterrupt``, and :meth:`BoundedCall.run` checks the mark, so a Ctrl-C pressed
+while the command was loading still stops the run even if some library code swallowed the
+exception (an ``except BaseException``, a finalizer whose errors are ignored).
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +26,22 @@ from typing import Any
 
 from edgeode.errors import ConfigError, RunTimeout
 
-__all__ = ["BoundedCall", "call_bounded", "check_timeout"]
+__all__ = ["BoundedCall", "call_bounded", "check_timeout", "watch_ctrl_c"]
 
 _POLL = 0.05  # seconds between checks of the deadline while waiting
+_ctrl_c = threading.Event()  # set by watch_ctrl_c's handler on every SIGINT
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _ctrl_c.set()
+    raise KeyboardInterrupt
+
+
+def watch_ctrl_c() -> None:
+    """Mark every later Ctrl-C (SIGINT) for :meth:`BoundedCall.run`, and raise ``KeyboardInterrupt`` as
+    Python's default handler does. For a process that runs one command (the CLI); main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def check_timeout(timeout: object) -> float | None:
@@ -70,9 +89,13 @@ class BoundedCall:
         """
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else (time.monotonic() if since is None else since) + timeout
+        if _ctrl_c.is_set():  # pressed while loading, and the KeyboardInterrupt was swallowed: do not start
+            raise KeyboardInterrupt
         self._thread.start()
         try:
             while not self._done.wait(_POLL):
+                if _ctrl_c.is_set():
+                    raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
                     self._stop(grace)
                     raise RunTimeout(
