@@ -17,6 +17,7 @@ import runtime_bundles as rb  # noqa: E402
 
 from edgeode.errors import BundleError, ConfigError  # noqa: E402
 from edgeode.runtime import load, read_bundle  # noqa: E402
+from edgeode.runtime.backends import backend_available  # noqa: E402
 from edgeode.runtime.limits import MAX_SAMPLE_STEPS, MAX_STEPS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,14 +107,14 @@ def _long_run(slow, mode: str, *extra: str) -> list[str]:
     return ["run", str(bundle), str(y0), "--mode", mode, "--steps", "100000", "--threads", "1", "--json", *extra]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["fused", "loop"])
-def test_ctrl_c_stops_a_long_run_within_a_second(slow, mode):
+def _assert_ctrl_c_stops(args: list[str]) -> None:
+    """Start ``edgeode ARGS``, SIGINT it 6 s later (imports and load done; the run takes far longer):
+    exit 130 with one line, within a second."""
     import signal
 
-    proc = _start(*_long_run(slow, mode))
+    proc = _start(*args)
     try:
-        time.sleep(6.0)  # imports and load done; the run itself takes tens of seconds
+        time.sleep(6.0)
         assert proc.poll() is None, proc.communicate()
         sent = time.perf_counter()
         proc.send_signal(signal.SIGINT)
@@ -124,6 +125,22 @@ def test_ctrl_c_stops_a_long_run_within_a_second(slow, mode):
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["edgeode run: interrupted"] and out == ""
     assert took < 1.5, f"exited {took:.2f} s after SIGINT"  # goal 1 s; 0.5 s slack for a loaded 2-core machine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fused", "loop"])
+def test_ctrl_c_stops_a_long_run_within_a_second(slow, mode):
+    _assert_ctrl_c_stops(_long_run(slow, mode))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_long_litert_loop_run(spiral_bundle, tmp_path):
+    """LiteRT: 100 samples x 100,000 steps of the spiral field, one interpreter invoke per stage (minutes)."""
+    if not backend_available("litert"):
+        pytest.skip("LiteRT (ai-edge-litert) is not installed")
+    np.save(tmp_path / "y0.npy", np.full((100, 2), 0.1, np.float32))
+    _assert_ctrl_c_stops(["run", str(spiral_bundle), str(tmp_path / "y0.npy"), "--backend", "litert", "--mode", "loop",
+                          "--steps", "100000", "--threads", "1", "--json"])
 
 
 @pytest.mark.slow
