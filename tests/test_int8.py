@@ -178,6 +178,16 @@ def test_export_int8_needs_tflite(tmp_path):
         export_model(source, tmp_path / "b", formats=("tflite",), quantize=("int8",), progress=False)
 
 
+def test_export_int8_of_a_dynamics_run_is_a_typed_error(spiral_run, tmp_path):
+    """A spiral run has no encoder or head: the CLI refuses --quantize int8 in one line, writes nothing."""
+    out = tmp_path / "b"
+    proc = subprocess.run([sys.executable, "-m", "edgeode", "export", str(spiral_run.path), "-o", str(out),
+                           "--formats", "tflite", "--quantize", "int8"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "dynamics" in proc.stderr and "float16" in proc.stderr
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------ smaller TFLite files (issue 13, item 6)
 
 

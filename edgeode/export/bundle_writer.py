@@ -180,6 +180,10 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
         from edgeode.export.quantize import check_quantize
 
         check_quantize(quantize, formats)
+    if "int8" in quantize and source.config.arch == "spiral":
+        raise ConfigError("--quantize int8 makes full-integer classifiers for microcontrollers (encoder, field, head "
+                          "in TensorFlow Lite Micro); a dynamics model's trajectory has no int8 path: export it in "
+                          "float32, or with --quantize float16 / int8-dynamic")
     if "int8" in quantize and (source.calibration is None or source.heldout is None):
         raise ConfigError("--quantize int8 needs calibration images and a labelled held-out split (the run's data set); "
                           "it could not be loaded: give the data where the run recorded it (MNIST: --data-path)")
