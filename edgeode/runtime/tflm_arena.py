@@ -79,9 +79,10 @@ def find_arena(path: str | Path, start: int = 4096, timeout: float = 60.0) -> Ar
         trying = None
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_child_env())
-            lines, finished = proc.stdout.splitlines(), proc.returncode == 0
+            lines, finished, err = proc.stdout.splitlines(), proc.returncode == 0, proc.stderr
         except subprocess.TimeoutExpired as exc:
-            lines, finished = (exc.stdout or b"").decode(errors="replace").splitlines(), False
+            lines, finished = _text(exc.stdout).splitlines(), False
+            err = f"the child timed out after {timeout:g} s; {_text(exc.stderr)}"
         for line in lines:
             word, _, value = line.partition(" ")
             if word == "try":
@@ -93,13 +94,22 @@ def find_arena(path: str | Path, start: int = 4096, timeout: float = 60.0) -> Ar
                 lo, trying = int(value), None
         if finished and hi and hi - lo <= ALIGN:
             return ArenaSearch(hi, lo, probes, crashed, round(time.perf_counter() - t0, 2))
+        if finished and not hi:
+            break  # the child doubled past _MAX_ARENA without one working candidate
         if trying is None:
-            raise BackendError(f"the TFLM arena search for {path.name} stopped without an answer: {proc.stderr[-500:]!r}")
+            raise BackendError(f"the TFLM arena search for {path.name} stopped without an answer: {err[-500:]!r}")
         lo, crashed = trying, crashed + 1  # the child died (crash or hang) on this candidate: too small
         if lo >= _MAX_ARENA:
             break
     raise BackendError(f"{path.name} does not run in TFLM with any arena up to {_MAX_ARENA >> 20} MiB "
                        f"(largest failing {lo} bytes); the file is not a model TFLM can run")
+
+
+def _text(out: bytes | str | None) -> str:
+    """A TimeoutExpired's captured output as text (bytes even with ``text=True`` on some Pythons)."""
+    if isinstance(out, bytes):
+        return out.decode(errors="replace")
+    return out or ""
 
 
 def _works(runtime, data: bytes, arena: int) -> bool:
