@@ -2,7 +2,7 @@
 
 Each run is the real command in its own process, exactly as a user types it. For each run the script
 records the estimated p50 latency the command reports (``latency_ms.p50``: the scaling factor times the
-host's basis latency, the 5th percentile of the timed runs, see ``edgeode.devices.profiler.host_basis``)
+host's basis latency, a low percentile of the timed runs, see ``edgeode.devices.profiler.host_basis``)
 and, side by side from the same runs, what the estimate would have been from the host's median of all
 runs and from the median of the runs not kept waiting (the earlier estimator), so the table shows what
 the basis buys on this machine. The spread of a column is (max - min) / min over the runs; the
@@ -12,10 +12,11 @@ contract is a spread within 5% for the reported estimate on an idle machine.
     python3 benchmarks/estimate_stability.py BUNDLE --runs 5 --device pi-zero-2w
     python3 benchmarks/estimate_stability.py BUNDLE --percentiles 10   # which statistic: 10 measuring processes
 
-``--percentiles N`` runs the profiler's measuring child (``edgeode.devices.child run``, 2 s of runs,
-2 threads, as ``edgeode profile --device pi-4b`` does on a 2-core host) N times and prints how far the
-5th, 10th, 20th and 50th percentiles and the median of the runs not kept waiting move between the
-processes: the measurement behind the choice of the 5th percentile.
+``--percentiles N`` runs the profiler's measuring child (``edgeode.devices.child run``, 2 s of runs) N
+times in each of three timing configurations (2 threads, as the profiler did on a 2-core host before;
+1 thread; 1 thread pinned to the quietest CPU, the profiler's default for estimates) and prints how far
+the 1st, 2nd, 5th, 10th and 50th percentiles and the median of the runs not kept waiting move between the
+processes: the measurement behind the choice of the configuration and of the percentile.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from common import HelpFormatter, log, machine_info, machine_markdown, markdown_table, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = (("reported estimate (basis: p5)", "estimate"), ("from host median, all runs", "median_all"),
+COLUMNS = (("reported estimate (basis: p1, 1 thread pinned)", "estimate"), ("from host median, all runs", "median_all"),
            ("from median of runs not kept waiting", "median_calm"))
 
 
@@ -52,23 +53,38 @@ def one_run(bundle: Path, device: str) -> dict:
             "load_average": d.get("host_load_average")}
 
 
-def percentile_spreads(bundle: Path, processes: int) -> str:
-    """The spread between ``processes`` measuring children of each candidate statistic, as Markdown."""
+#: The timing configurations ``--percentiles`` compares: (label, backend threads, pinned to one CPU).
+CONFIGS = (("2 threads", 2, False), ("1 thread", 1, False), ("1 thread, pinned (the default)", 1, True))
+
+
+def percentile_spreads(bundle: Path, processes: int) -> tuple[str, dict[str, dict[str, list[float]]]]:
+    """The spread between ``processes`` measuring children of each candidate statistic, per timing
+    configuration (the configurations interleaved, so a slow stretch of the machine hits each), as Markdown."""
     sys.path.insert(0, str(ROOT))
+    from edgeode.devices.hostinfo import quietest_cpu
     from edgeode.devices.measure import run_child
     from edgeode.devices.profiler import low_percentile, percentiles, undisturbed_runs
 
-    stats: dict[str, list[float]] = {"p5": [], "p10": [], "p20": [], "p50": [], "median of runs not kept waiting": []}
+    qs = (1, 2, 5, 10, 50)
+    names = (*(f"p{q}" for q in qs), "median of runs not kept waiting")
+    stats: dict[str, dict[str, list[float]]] = {c[0]: {k: [] for k in names} for c in CONFIGS}
     for i in range(processes):
-        r = run_child(["run", "--bundle", str(bundle), "--backend", "onnxruntime", "--mode", "fused", "--threads", "2",
-                       "--runs", "50", "--min-seconds", "2", "--max-runs", "20000", "--warmup", "5"], timeout=300).result
-        lat = r["latencies_ms"]
-        for q in (5, 10, 20, 50):
-            stats[f"p{q}"].append(low_percentile(lat, q)[0])
-        stats["median of runs not kept waiting"].append(percentiles(undisturbed_runs(lat, r["cpu_ms"]).latencies_ms)["p50"])
-        log(f"process {i + 1}/{processes}: {len(lat)} runs, " + ", ".join(f"{k} {v[-1]:.4f} ms" for k, v in stats.items()))
-    rows = [[k, f"{min(v):.4f}", f"{max(v):.4f}", f"**{100 * spread(v):.1f}%**"] for k, v in stats.items()]
-    return markdown_table(["host statistic", "lowest ms", "highest ms", "spread"], rows)
+        for label, threads, pin in CONFIGS:
+            args = ["run", "--bundle", str(bundle), "--backend", "onnxruntime", "--mode", "fused", "--threads",
+                    str(threads), "--runs", "50", "--min-seconds", "2", "--max-runs", "20000", "--warmup", "5"]
+            cpu = quietest_cpu() if pin else None
+            if cpu is not None:
+                args += ["--pin-cpu", str(cpu)]
+            r = run_child(args, timeout=300).result
+            lat, got = r["latencies_ms"], stats[label]
+            for q in qs:
+                got[f"p{q}"].append(low_percentile(lat, q)[0])
+            got["median of runs not kept waiting"].append(percentiles(undisturbed_runs(lat, r["cpu_ms"]).latencies_ms)["p50"])
+            log(f"process {i + 1}/{processes}, {label}: {len(lat)} runs, "
+                + ", ".join(f"{k} {v[-1]:.4f} ms" for k, v in got.items()))
+    rows = [[label, k, f"{min(v):.4f}", f"{max(v):.4f}", f"**{100 * spread(v):.1f}%**"]
+            for label, got in stats.items() for k, v in got.items()]
+    return markdown_table(["timing", "host statistic", "lowest ms", "highest ms", "spread"], rows), stats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     info = machine_info()
     if args.percentiles:
-        table = percentile_spreads(args.bundle, args.percentiles)
-        md = (f"# Which host statistic holds still: {args.percentiles} measuring processes, 2 s of runs each\n\n"
+        table, stats = percentile_spreads(args.bundle, args.percentiles)
+        md = (f"# Which host timing holds still: {args.percentiles} measuring processes per configuration, 2 s of runs "
+              "each\n\n"
               f"{machine_markdown(info)}\n\nbundle: {args.bundle}\n\n{table}\n")
-        write_results("estimate_percentiles", {"machine": info, "bundle": str(args.bundle), "table": table}, md, args.out)
+        write_results("estimate_percentiles", {"machine": info, "bundle": str(args.bundle), "table": table,
+                                              "per_process_ms": stats}, md, args.out)
         print(md)
         return 0
     results = []

@@ -40,7 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "loop on a microcontroller)")
     p.add_argument("--precision", default="float32", choices=("float32", "float16", "int8-dynamic", "int8-weight"),
                    help="which artifacts of the bundle to measure (default float32)")
-    p.add_argument("--threads", type=int, default=None, help="backend threads (default: min(device cores, host CPUs))")
+    p.add_argument("--threads", type=int, default=None, help="backend threads (default for estimates: 1, pinned to the quietest CPU, matching the "
+                        "single-thread SGEMM scaling; on a calibrated device: min(device cores, host CPUs))")
     p.add_argument("--runs", type=int, default=None,
                    help="timed inferences (default: at least 50 and 2 s of them, at most 20000 — enough for a stable "
                         "estimate)")
@@ -91,7 +92,8 @@ def render(d: dict) -> str:
         if ref:
             lines.append(f"  host SGEMM measured {ref['measured_at']}, cached in {ref['cache_file'] or '(not cached)'} "
                          "(delete it to measure again)")
-    lines += [f"backend {d['backend']}, mode {d['mode']}, {d['threads']} thread(s), batch {d['batch']}, "
+    pinned = "" if d.get("pinned_cpu") is None else f" (pinned to CPU {d['pinned_cpu']})"
+    lines += [f"backend {d['backend']}, mode {d['mode']}, {d['threads']} thread(s){pinned}, batch {d['batch']}, "
               f"{d['runs']} runs after {d['warmup']} warm-up",
               f"bundle size        {_fmt(d['bundle_size_mb'], ' MB', 3)}"]
     if d.get("error"):

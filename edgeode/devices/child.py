@@ -5,7 +5,8 @@ the model's and the runtime's alone (not the parent's, which may hold torch), an
 too large for the machine kills a child, not the host command. Modes:
 
 ``run``    load a bundle with :func:`edgeode.runtime.load`, warm up, time ``--runs`` inferences (more, up to
-           ``--max-runs``, until ``--min-seconds`` of timed runs have passed)
+           ``--max-runs``, until ``--min-seconds`` of timed runs have passed); ``--pin-cpu N`` keeps the
+           process on CPU N (single-thread estimate timings, see :mod:`edgeode.devices.profiler`)
 ``floor``  import the backend and open a trivial session: the runtime's own memory floor
 ``alloc``  allocate and touch ``--mb`` MiB with numpy (tests check the profiler against it)
 ``onnx``   run a bare ONNX file (``--model``, input shape ``--shape``) with onnxruntime: footprint
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -109,7 +112,19 @@ def _onnx_file(args: argparse.Namespace) -> dict[str, Any]:
     return {"load_s": load_s, "latencies_ms": latencies, "timed_cpu_s": time.process_time() - cpu0, **_memory()}
 
 
+def _pin(cpu: int | None) -> int | None:
+    """Keep this process (and the threads it starts) on CPU ``cpu``; returns the CPU, or ``None`` if not pinned."""
+    if cpu is None or cpu < 0 or not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:  # not allowed here (container cpuset changed since the parent chose)
+        return None
+    return cpu
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
+    pinned = _pin(args.pin_cpu)  # before the backend starts any thread
     import numpy as np
 
     from edgeode.devices.power import rapl_delta_uj, read_rapl_uj
@@ -156,6 +171,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "input_shape": shape,
         "field_evaluations": model.field_evaluations,
         "describe": describe,
+        "pinned_cpu": pinned,
         **_memory(),
     }
 
@@ -177,12 +193,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--batch-artifact", type=int, default=None)
+    p.add_argument("--pin-cpu", type=int, default=None)
     p.add_argument("--mb", type=float, default=0.0)
     p.add_argument("--hold", type=float, default=0.2)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "pthread_sigmask"):  # the parent blocks SIGINT while it starts us (edgeode.devices.measure)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     args = _parser().parse_args(argv)
     try:
         result = {"floor": _floor, "alloc": _alloc, "run": _run, "onnx": _onnx_file}[args.what](args)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["cpu_count", "cpu_clock_ghz", "cpu_model", "ram_mb", "sgemm_gflops", "detect_emulation", "host_id",
+__all__ = ["cpu_count", "quietest_cpu", "cpu_clock_ghz", "cpu_model", "ram_mb", "sgemm_gflops", "detect_emulation", "host_id",
            "HostReference", "host_reference", "cached_host_reference", "cache_dir"]
 
 #: Rounds of the cached reference measurement; each round is a best-of over ``_ROUND_S`` seconds.
@@ -64,6 +64,45 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _cpu_busy_ticks() -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy, total) jiffies since boot from ``/proc/stat`` (Linux; empty elsewhere)."""
+    ticks = {}
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                values = [int(v) for v in fields[:8]]
+                idle = values[3] + values[4]  # idle + iowait
+                ticks[int(name[3:])] = (sum(values) - idle, sum(values))
+    except (OSError, ValueError, IndexError):
+        return {}
+    return ticks
+
+
+def quietest_cpu(window_s: float = 0.1) -> int | None:
+    """The CPU this process may use that was least busy over the next ``window_s`` seconds, or ``None``
+    where it cannot be chosen (one CPU, no affinity API, no ``/proc/stat``).
+
+    The profiler pins its single-thread timing process to it (:mod:`edgeode.devices.profiler`): a process
+    left to migrate between the CPUs of a busy host refills its caches after each move, and its fast runs
+    come and go with the scheduler's choices.
+    """
+    if not hasattr(os, "sched_setaffinity") or cpu_count() < 2:
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    before = _cpu_busy_ticks()
+    time.sleep(window_s)
+    after = _cpu_busy_ticks()
+    load = {}
+    for cpu in allowed:
+        if cpu in before and cpu in after:
+            total = after[cpu][1] - before[cpu][1]
+            load[cpu] = (after[cpu][0] - before[cpu][0]) / total if total > 0 else 0.0
+    if not load:
+        return None
+    return min(load, key=lambda cpu: (load[cpu], -cpu))  # ties: the highest-numbered (CPU 0 serves most interrupts)
 
 
 def cpu_clock_ghz() -> float | None:

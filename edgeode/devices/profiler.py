@@ -15,7 +15,9 @@ Steps (each measurement in a fresh child process, :mod:`edgeode.devices.child`):
 6. a verdict on RAM and storage: "does not fit: needs X MB, device has Y MB".
 
 ONNX Runtime's idle spinning is off (the runtime sets ``session.intra_op.allow_spinning=0``) so the
-CPU time is work, not spinning. Threads default to ``min(device cores, host CPUs)``.
+CPU time is work, not spinning. Threads default to one for estimates (pinned to one CPU: the host latency
+matched to the single-thread SGEMM ratio, :func:`timing_threads`) and to ``min(device cores, host CPUs)`` on a
+calibrated device.
 Memory figures are MiB (2**20 bytes), written ``MB`` as the devices' RAM is.
 """
 
@@ -27,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeode.devices.hostinfo import cpu_count
+from edgeode.devices.hostinfo import cpu_count, quietest_cpu
 from edgeode.devices.measure import ChildFailed, ChildRun, run_child
 from edgeode.devices.power import EnergyEstimate, energy_proxy, rapl_readable
 from edgeode.devices.profiles import DeviceProfile, load_profile
@@ -35,7 +37,7 @@ from edgeode.devices.scaling import Scaling, decide_scaling
 from edgeode.errors import ConfigError
 
 __all__ = ["DeviceTimings", "device_timings", "FitVerdict", "ProfileReport", "profile_bundle", "fit_verdict", "ram_need", "percentiles", "dir_size_mb",
-           "HostBasis", "host_basis", "low_percentile", "undisturbed_runs"]
+           "HostBasis", "host_basis", "low_percentile", "undisturbed_runs", "timing_threads"]
 
 SPINNING_NOTE = ("ONNX Runtime idle spinning is off (session.intra_op.allow_spinning=0, set by edgeode.runtime): "
                  "CPU time counts work, not spinning threads")
@@ -117,9 +119,13 @@ def undisturbed_runs(latencies_ms: list[float], cpu_ms: list[float] | None) -> U
 
 
 #: Estimates scale this low percentile of the host's timed runs (see :func:`host_basis`).
-BASIS_PERCENTILE = 5
+BASIS_PERCENTILE = 1
 #: Without an explicit ``runs``: time at least this many runs and this many seconds, at most AUTO_MAX_RUNS.
 AUTO_MIN_RUNS, AUTO_MIN_SECONDS, AUTO_MAX_RUNS = 50, 2.0, 20000
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def low_percentile(values: list[float], q: float = BASIS_PERCENTILE) -> tuple[float, float, float]:
@@ -146,9 +152,9 @@ def low_percentile(values: list[float], q: float = BASIS_PERCENTILE) -> tuple[fl
 class HostBasis:
     """The host figures that device estimates scale (:func:`device_timings`), each robust to a busy host.
 
-    ``latency_ms`` holds ``p50`` (the 5th percentile of all timed runs' wall times: the host's undisturbed
-    latency, see :func:`host_basis`) and ``p95``/``p99`` (of the runs not kept waiting, never below ``p50``);
-    ``cpu_ms`` is the 5th percentile of the runs' own CPU times (``None`` without per-run CPU times); ``interval_ms`` the 95% confidence interval
+    ``latency_ms`` holds ``p50`` (the :data:`BASIS_PERCENTILE` th percentile of all timed runs' wall times: the
+    host's undisturbed latency, see :func:`host_basis`) and ``p95``/``p99`` (of the runs not kept waiting, never
+    below ``p50``); ``cpu_ms`` is the same percentile of the runs' own CPU times (``None`` without per-run CPU times); ``interval_ms`` the 95% confidence interval
     of the ``p50`` basis within this process's runs.
     """
 
@@ -170,13 +176,17 @@ def host_basis(latencies_ms: list[float], cpu_ms: list[float] | None) -> HostBas
     closest to the model running alone, as it does on the device (Chen & Revels 2016, "Robust
     benchmarking in noisy environments", arXiv 1608.04295). The minimum itself rests on a few lucky
     runs; a low percentile of many runs holds still while the share of slowed runs changes. On the
-    shared 2-core Xeon the runs of the quickstart bundle fall in two modes (about 0.32 and 0.46 ms:
-    contention the VM cannot see, shared caches or physical cores) whose shares change from process to
-    process, so the median moves most; the 5th percentile stays on the fast mode while a process sees
-    some undisturbed runs. When a burst of other work slows a whole window, every statistic moves:
-    ``benchmarks/estimate_stability.py BUNDLE --percentiles 10`` at load average 10.6 on the 2 cores
-    (``benchmarks/results/estimate_percentiles.md``) gave p5 0.32-0.67 ms and the median 0.60-3.11 ms
-    across ten processes; the profile then notes the busy host. The wall-versus-CPU-time filter
+    shared 2-core Xeon the runs of the quickstart bundle fall in two modes (about 0.29 and 0.46 ms on
+    one thread: contention the VM cannot see, shared caches or physical cores) whose shares change
+    from process to process, so the median moves most; a low percentile stays on the fast mode while a
+    process sees some undisturbed runs, and the lower the percentile, the fewer it needs (the 1st:
+    one run in a hundred). Pinning (:func:`timing_threads`) helps a process see them: at load 6 a
+    single-thread process left to migrate between the CPUs gave a 5th percentile of 0.287-0.584 ms
+    across five processes, pinned 0.296-0.307 ms (``benchmarks/estimate_stability.py BUNDLE
+    --percentiles 5``, ``benchmarks/results/estimate_percentiles-1737.md``); in a later window at load 9
+    both held within 5% at the 1st percentile (``estimate_percentiles.md``). When other work slows a
+    whole window, every statistic moves (at load 9-12 some processes saw no fast run at all); the
+    profile then notes the busy host. The wall-versus-CPU-time filter
     (:func:`undisturbed_runs`) cannot tell the modes apart: a slowed run's own CPU time grows with its
     wall time. On an idle device the median is somewhat above this basis (the device's own jitter,
     which a busy host cannot show); that bias is far inside the scaling model's x0.5-x2.
@@ -187,7 +197,7 @@ def host_basis(latencies_ms: list[float], cpu_ms: list[float] | None) -> HostBas
     cpu = low_percentile(cpu_ms)[0] if cpu_ms and len(cpu_ms) == len(latencies_ms) else None
     n = len(latencies_ms)
     return HostBasis({"p50": base, "p95": max(base, tails["p95"]), "p99": max(base, tails["p99"])}, cpu, (lo, hi), n,
-                     f"p50: the {BASIS_PERCENTILE}th percentile of all {n} timed runs (the host's undisturbed latency); "
+                     f"p50: the {_ordinal(BASIS_PERCENTILE)} percentile of all {n} timed runs (the host's undisturbed latency); "
                      f"p95/p99: {calm.basis}")
 
 
@@ -241,6 +251,26 @@ def device_timings(profile: DeviceProfile, scaling: Scaling, host_latency_ms: di
     e = energy_proxy(host_cpu_s * f, host_latency_ms["p50"] / 1e3 * f, profile.power.idle_w, profile.power.load_w,
                      profile.cpu.cores)
     return DeviceTimings({k: v * f for k, v in host_latency_ms.items()}, host_cpu_s * f * 1e3, e)
+
+
+def timing_threads(profile: DeviceProfile, scaling: Scaling, threads: int | None) -> tuple[int, int | None]:
+    """Backend threads for the timed runs, and the CPU to pin them to (``None``: not pinned).
+
+    An estimate scales the host latency by the ratio of *single-thread* SGEMM throughputs
+    (:mod:`edgeode.devices.scaling`), so by default its host latency is measured on one thread too,
+    pinned to the host's least busy CPU (:func:`edgeode.devices.hostinfo.quietest_cpu`): the estimate is
+    the device running the model on one core. Two threads on a 2-core host shared with other work made
+    the timings bimodal and the estimate moved by 44% across five profiles (idle, 2026-12-03 14:48,
+    ``benchmarks/results/estimate_stability-pi-4b.md`` as of commit 8350fcd); at load 6 a single thread left
+    to migrate between CPUs moved its 5th percentile by 104%, pinned by 3.9%
+    (``benchmarks/results/estimate_percentiles-1737.md``). An explicit ``threads``
+    is used as given (pinned only if 1). On the device itself (calibrated) the default is
+    ``min(device cores, host CPUs)``, unpinned: what the device runs.
+    """
+    estimate = scaling.factor is not None and not scaling.on_device
+    if threads is None:
+        threads = 1 if estimate else max(1, min(profile.cpu.cores, cpu_count()))
+    return threads, (quietest_cpu() if estimate and threads == 1 else None)
 
 
 def dir_size_mb(path: str | Path) -> float:
@@ -366,15 +396,13 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
         raise ConfigError(f"threads must be a positive integer, got {threads!r}")
     bundle = Path(bundle)
     manifest = Manifest.read(bundle)
-    host_cores = cpu_count()
-    if threads is None:
-        threads = max(1, min(profile.cpu.cores, host_cores))
     from edgeode.runtime.backends import choose_backend
 
     resolved_backend = choose_backend(manifest, backend, precision)  # fails before any child runs
     bar = _progress(progress, 3)
     try:
         scaling = decide_scaling(profile)
+        threads, pin = timing_threads(profile, scaling, threads)
         _step(bar, "runtime floor")
         floor = run_child(["floor", "--backend", resolved_backend, "--threads", str(threads)], timeout=min(timeout, 120))
         timed = f"{runs}" if runs is not None else f">= {AUTO_MIN_SECONDS:g} s of"
@@ -384,6 +412,8 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
                 "--warmup", str(warmup), "--batch", str(batch)]
         if runs is None:
             args += ["--min-seconds", str(AUTO_MIN_SECONDS), "--max-runs", str(AUTO_MAX_RUNS)]
+        if pin is not None:
+            args += ["--pin-cpu", str(pin)]
         error = None
         try:
             run: ChildRun | None = run_child(args, timeout=timeout)
@@ -419,6 +449,7 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         "mode": mode,
         "precision": precision,
         "threads": threads,
+        "pinned_cpu": (run.result.get("pinned_cpu") if run is not None else None),
         "batch": batch,
         "runs": runs,
         "runs_requested": "auto" if runs is None else runs,
@@ -428,6 +459,10 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         "runtime_floor": floor.result.get("floor"),
         "spinning": SPINNING_NOTE,
     }
+    if d["estimate"] and scaling.factor is not None and threads > 1:
+        notes.append(f"the estimate scales a {threads}-thread host timing by the single-thread SGEMM ratio: the device's "
+                     "thread scaling is not modelled, and several threads on a shared host time less steadily; the "
+                     "default (one thread, pinned to one CPU) gives the steadiest estimate")
     if backend not in profile.runtimes:
         notes.append(f"{profile.name} cannot run {backend} (its runtimes: {', '.join(profile.runtimes)}); "
                      "memory and time are for the host's runtime")

@@ -75,8 +75,9 @@ def decide_scaling(profile: DeviceProfile) -> Scaling:
     ref = host_reference()
     factor = ref.gflops / profile.cpu.gflops_1t
     return Scaling(False, factor, f"estimate for {profile.name} (host figures scaled x{factor:.2f})",
-                   "host latency (the 5th percentile of >= 2 s of timed runs: undisturbed) x (host single-thread SGEMM GFLOP/s / "
-                   "device cpu.gflops_1t); about +-2x "
+                   "single-thread host latency (one backend thread pinned to one CPU, a low percentile of >= 2 s of timed "
+                   "runs: undisturbed) x (host single-thread SGEMM GFLOP/s / device cpu.gflops_1t): the device on one "
+                   "core; about +-2x "
                    "for conv/GEMM-bound models, an upper bound for tiny overhead-bound ones (see edgeode.devices.scaling)",
                    ref.gflops, profile.cpu.gflops_1t, src, None,
                    {"cache_file": ref.cache_file, "measured_at": ref.measured_at, "cached": ref.cached,
