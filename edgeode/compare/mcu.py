@@ -18,13 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MCU_BOARDS", "MCU_ARCHS", "MCU_NOTE", "export_int8", "mcu_rows"]
+__all__ = ["MCU_BOARDS", "MCU_ARCHS", "MCU_NOTE", "INT8_BASIS", "export_int8", "mcu_rows", "int8_device_figures"]
 
 MCU_BOARDS = ("nano-33-ble-sense", "esp32-s3")
 MCU_ARCHS = ("odenet", "resnet", "vgg")
 MCU_NOTE = ("Microcontrollers: flash, RAM and fit from the full-int8 files' sizes and arenas measured in TFLM at "
             "export (the fit `edgeode pack` uses), accuracy measured in TFLM on the test split; latency and energy "
             "are ESTIMATES (int8 MACs x the board's cycles per MAC, sources in `edgeode devices show NAME`).")
+
+
+#: the basis of a microcontroller cell of ``memory_per_device`` rated from the int8 bundle
+INT8_BASIS = "int8 files: arenas measured in TFLM at export + RK state + buffers + runtime share (edgeode pack's fit)"
 
 
 def export_int8(run_dir: Path, bundle_dir: Path, data: Any = None) -> Path:
@@ -61,3 +65,28 @@ def mcu_rows(bundles: dict[str, Path], boards: tuple[str, ...] = MCU_BOARDS) -> 
                     "energy_mj": d["energy_mj"], "kernels": d["kernels"],
                 })
     return rows
+
+
+def int8_device_figures(bundle: Path, profiles: list[Any]) -> dict[str, dict[str, Any]]:
+    """Per microcontroller profile of ``profiles``: the fit of the int8 ``bundle`` (loop mode where it has
+    one), in the shape of :func:`edgeode.compare.runner.device_figures`' rows.
+
+    The compare report rates the MNIST-scale models on a microcontroller with these (the int8 files a
+    board runs, their arenas measured in TFLM), not with the float32 ONNX graph's activation estimate.
+    """
+    from edgeode.devices.mcu_profile import default_mode
+    from edgeode.firmware.fit import mcu_fit
+    from edgeode.runtime.manifest import Manifest
+
+    manifest = Manifest.read(bundle)
+    mode = default_mode(manifest)
+    out = {}
+    for p in profiles:
+        if p.device_class != "mcu" or p.mcu is None:
+            continue
+        fit = mcu_fit(manifest, p, mode)
+        out[p.name] = {"fits": fit.fits, "message": fit.message, "ram_needed_mb": fit.ram_needed_bytes / 2**20,
+                       "ram_available_mb": fit.ram_board_bytes / 2**20, "flash_mb": fit.flash_bytes / 2**20,
+                       "flash_available_mb": fit.flash_board_bytes / 2**20, "mode": mode, "basis": INT8_BASIS,
+                       "int8": True}
+    return out

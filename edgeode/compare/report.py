@@ -3,7 +3,9 @@
 Plots (a user should rather look at these than read the tables):
 
 * ``memory_per_device.png``: every model (both scales) against every device: the share of the
-  device's available RAM the model needs; red cells do not fit.
+  device's available RAM the model needs; red cells do not fit. With ``--mcu`` a microcontroller's cells
+  of the MNIST-scale models come from the int8 files (arenas measured in TFLM, marked "int8"), else from
+  the float32 graph's activation estimate.
 * ``accuracy_vs_energy.png``: MNIST-scale accuracy against the energy proxy per inference on the
   chosen device.
 * ``latency_per_device.png``: estimated p50 latency of the MNIST-scale models on every device.
@@ -61,12 +63,17 @@ def _plot_memory(report: dict, path: Path) -> None:
         for j, dev in enumerate(devices):
             r = ratio[i, j]
             text = f"{100 * r:.0f}%" if r < 10 else f"{r:.0f}x"
-            if not row["per_device"][dev]["fits"]:
+            cell = row["per_device"][dev]
+            if not cell["fits"]:
                 text += "\nno fit" if r > 1 else "\nno fit (storage)"
+            if cell.get("int8"):
+                text += "\nint8"
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="black" if 0.05 < r < 20 else "white")
     ax.set_xticks(range(len(devices)), devices, rotation=40, ha="right")
     ax.set_yticks(range(len(rows)), [name for name, _ in rows])
-    ax.set_title("Peak memory / device RAM available (over 100% = does not fit; storage checked too)")
+    ax.set_title("Peak memory / device RAM available (over 100% = does not fit; storage checked too)"
+                 + ("\nint8: a microcontroller rated by the int8 files' arenas measured in TFLM (--mcu)"
+                    if any(c.get("int8") for _, r in rows for c in r["per_device"].values()) else ""))
     fig.colorbar(im, ax=ax, label="log10(needed / available)")
     _save(fig, path)
     plt.close(fig)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeode.compare.mcu import MCU_ARCHS, MCU_NOTE, export_int8, mcu_rows
+from edgeode.compare.mcu import MCU_ARCHS, MCU_NOTE, export_int8, int8_device_figures, mcu_rows
 from edgeode.devices.hostinfo import cpu_count, cpu_model, host_reference
 from edgeode.devices.profiler import device_timings, fit_verdict, profile_bundle, ram_need
 from edgeode.devices.profiles import DeviceProfile, list_profiles, load_profile
@@ -181,7 +181,19 @@ def _mnist_scale(cfg: CompareConfig, out: Path, profile: DeviceProfile,
     bar.close()
     info = {"data": cfg.data, "train_examples": int(len(data.y_train)), "test_examples": int(len(data.y_test)),
             "input_shape": list(data.input_shape)}
+    _rate_mcus_by_int8(rows, int8_bundles, profiles)
     return rows, info, mcu_rows(int8_bundles) if int8_bundles else []
+
+
+def _rate_mcus_by_int8(rows: list[dict[str, Any]], int8_bundles: dict[str, Path], profiles: list[DeviceProfile]) -> None:
+    """Replace each row's microcontroller verdicts by the fit of its int8 bundle (``--mcu``): the files a board
+    runs, with their arenas measured in TFLM, instead of the float32 ONNX graph's activation estimate. RK-Net
+    has the ODE-Net's architecture (the same int8 files), so it takes the ODE-Net's figures."""
+    for row in rows:
+        bundle = int8_bundles.get("odenet" if row["model"] == "rknet" else row["model"])
+        if bundle is not None:
+            for name, fig in int8_device_figures(bundle, profiles).items():
+                row["per_device"][name].update(fig)
 
 
 def _imagenet_scale(cfg: CompareConfig, profiles: list[DeviceProfile], floor_mb: float) -> list[dict]:
