@@ -287,3 +287,48 @@ def test_fused_constants_do_not_grow_with_steps(tmp_path):
             want = solve(conv, y0, "rk4", 0.0, 1.0, steps, trajectory=True).numpy()
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     assert 0 <= totals[1] - totals[0] < 4 * 3 * 3 * 4, totals
+
+
+def test_int8_file_with_constants_after_the_flatbuffer_is_rewritten_inline(tmp_path):
+    """ai-edge-quantizer writes a model whose constants pack to >= 256 KB with them *after* the flatbuffer
+    (Buffer.offset / size: the MNIST ResNet's int8 file). The project's one TFLite writer moves them inline
+    (it refused such a file, so that export failed); the rewritten file gives in TFLM the bits LiteRT gives
+    on the quantizer's file."""
+    import torch
+    from ai_edge_litert import schema_py_generated as schema
+    from tflite_micro.python.tflite_micro import runtime
+
+    from edgeode.export.int8 import quantize_int8
+    from edgeode.export.tflite_file import read_model, write_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(640, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10)).eval()
+    x = torch.randn(1, 640)
+    src, q = tmp_path / "mlp.tflite", tmp_path / "mlp.int8.tflite"
+    _convert(net, {"x": x}, "logits", src)
+    feeds = [{"x": np.random.default_rng(i).normal(size=(1, 640)).astype(np.float32)} for i in range(8)]
+    quantize_int8(src, q, feeds)
+    data = q.read_bytes()
+
+    def offsets(blob: bytes) -> list[int]:
+        m = schema.Model.GetRootAsModel(blob, 0)
+        return [m.Buffers(i).Offset() for i in range(m.BuffersLength())]
+
+    assert any(offsets(data)), "the quantizer wrote this file inline: the case under test did not arise"
+    out = tmp_path / "rewritten.tflite"
+    write_model(out, read_model(data))
+    assert not any(offsets(out.read_bytes()))
+    # the reference: LiteRT on the quantizer's own file (it reads constants after the flatbuffer right; the host
+    # tflite-micro copies them into its arena, 336,000 B asked here, and its outputs came out wrong, measured)
+    from ai_edge_litert.interpreter import Interpreter
+
+    xq = np.full((1, 640), 3, np.int8)
+    lite = Interpreter(model_content=data)
+    lite.allocate_tensors()
+    lite.set_tensor(lite.get_input_details()[0]["index"], xq)
+    lite.invoke()
+    want = lite.get_tensor(lite.get_output_details()[0]["index"])
+    micro = runtime.Interpreter.from_bytes(out.read_bytes(), arena_size=1 << 16)  # no arena for the constants
+    micro.set_input(xq, 0)
+    micro.invoke()
+    np.testing.assert_array_equal(micro.get_output(0), want)

@@ -41,7 +41,25 @@ def read_model(data: bytes):
 
     if len(data) < 8 or data[4:8] != _IDENT:
         raise ExportError("not a TFLite flatbuffer (no TFL3 identifier); report this bug")
-    return schema.ModelT.InitFromPackedBuf(data, 0)
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    for buf in model.buffers or []:
+        _inline(buf, data)
+    return model
+
+
+def _inline(buf, data: bytes) -> None:
+    """Move a constant stored after the flatbuffer (``Buffer.offset`` / ``size``, from the start of the file)
+    into the buffer itself. ai-edge-quantizer writes every model whose constants pack to 256 KB or more
+    that way (``model_modifier._serialize_model``; the MNIST ResNet's int8 file, measured); the rewritten
+    file holds its constants inline, as litert-torch's do (they must stay under the flatbuffer's 2 GB)."""
+    if not buf.offset:
+        return
+    end = buf.offset + buf.size
+    if buf.offset < 8 or end > len(data):
+        raise ExportError(f"a TFLite constant at bytes {buf.offset}..{end} lies outside the {len(data):,}-byte file; "
+                          "the file is truncated: export again")
+    buf.data = np.frombuffer(data, np.uint8, buf.size, buf.offset)
+    buf.offset = buf.size = 0
 
 
 def _pack_buffer(builder, buf) -> int:
@@ -67,13 +85,14 @@ def pack_model(model) -> bytes:
     """Serialise a ``ModelT`` as a TFLite file, constant buffers :data:`BUFFER_ALIGN`-aligned.
 
     Raises:
-        ExportError: its constants live outside the flatbuffer (files over 2 GB; edgeode's are not).
+        ExportError: its constants still live outside the flatbuffer (:func:`read_model` inlines them).
     """
     import flatbuffers
 
     for buf in model.buffers or []:
         if buf.offset:
-            raise ExportError("a TFLite file with constants outside the flatbuffer (over 2 GB) cannot be rewritten")
+            raise ExportError("a TFLite file with constants outside the flatbuffer cannot be rewritten; read it "
+                              "with read_model, which moves them inline")
         buf.Pack = lambda builder, _buf=buf: _pack_buffer(builder, _buf)
     builder = flatbuffers.Builder(1 << 16)
     builder.Finish(model.Pack(builder), file_identifier=_IDENT)
