@@ -49,7 +49,7 @@ CALIBRATION_SAMPLES = 256
 #: int8 export: held-out (test split) samples on which float32 and int8 accuracy are measured in TFLM
 EVAL_SAMPLES = 1000
 _TOOLS = ("edgeode", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert",
-          "ai-edge-quantizer", "numpy")
+          "ai-edge-quantizer", "tflite-micro", "numpy")
 
 
 @dataclass
@@ -230,7 +230,8 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
         if calibration is not None:  # accuracy through the runtime's tflm backend, on the bundle as written
             from edgeode.export.int8 import mcu_info
 
-            manifest = replace(manifest, mcu=mcu_info(tmp, prepared, calibration, source.heldout, source.calibration_split))
+            manifest = replace(manifest, mcu=mcu_info(tmp, manifest, prepared, calibration, source.heldout,
+                                                   source.calibration_split))
             (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         write_seal(tmp)
         verify_bundle(tmp)  # the strict reader accepts what we wrote: checksums, records, seal

@@ -33,7 +33,7 @@ from edgeode.export.parity import ParityCase
 from edgeode.export.plan import Job, Prepared
 from edgeode.export.quantize import write_quantized
 from edgeode.export.quiet import quiet
-from edgeode.runtime.manifest import McuInfo, TFLMInfo
+from edgeode.runtime.manifest import Manifest, McuInfo, TFLMInfo
 from edgeode.train.solver import solve
 
 __all__ = ["MERGE", "Calibration", "calibration_sets", "int8_jobs", "quantize_int8", "rk_state_bytes", "tflm_info",
@@ -196,18 +196,11 @@ def tflm_info(path: Path) -> TFLMInfo:
 AGREEMENT_MIN = 0.95
 
 
-def _tool_version(name: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:  # pragma: no cover - the gate needed it
-        return "unknown"
-
-
-def mcu_info(bundle_dir: Path, p: Prepared, cal: Calibration, heldout: tuple[torch.Tensor, torch.Tensor],
-             split: str) -> McuInfo:
+def mcu_info(bundle_dir: Path, manifest: Manifest, p: Prepared, cal: Calibration,
+             heldout: tuple[torch.Tensor, torch.Tensor], split: str) -> McuInfo:
     """Accuracy of the float32 and int8 builds on ``heldout``, run by the runtime's ``tflm`` backend.
+
+    ``manifest`` is the one just written to ``bundle_dir`` (its artifacts and the versions of its tools).
 
     Loads the bundle written so far at ``bundle_dir`` exactly as a user would
     (``load(bundle, backend="tflm")``): loop mode (numpy solver around the field) and, where the bundle
@@ -224,14 +217,14 @@ def mcu_info(bundle_dir: Path, p: Prepared, cal: Calibration, heldout: tuple[tor
         torch_acc = float((p.model(heldout[0].to(torch.float32)).argmax(1).numpy() == y).mean())
     ode = p.tableau is not None
     runs = [("float32", "loop" if ode else "fused"), ("int8", "loop" if ode else "fused")]
-    if ode and any(a.role == "fused" and a.precision == "int8" for a in _manifest_artifacts(bundle_dir)):
+    if ode and any(a.role == "fused" and a.precision == "int8" for a in manifest.artifacts):
         runs.append(("int8", "fused"))
     preds: dict[tuple[str, str], np.ndarray] = {}
     for precision, mode in runs:
         with load(bundle_dir, backend="tflm", mode=mode, precision=precision) as model:
             preds[precision, mode] = model.predict(x).argmax(1)
     float_pred = preds[runs[0]]
-    accuracy = {"split": "test", "samples": int(len(y)), "interpreter": f"tflite-micro {_tool_version('tflite-micro')} (host)",
+    accuracy = {"split": "test", "samples": int(len(y)), "interpreter": f"tflite-micro {manifest.tools.get('tflite-micro', 'unknown')} (host)",
                 "float32_torch": round(torch_acc, 4), "float32": {}, "int8": {}, "agreement_with_float32": {}}
     for (precision, mode), pred in preds.items():
         accuracy[precision][mode] = round(float((pred == y).mean()), 4)
@@ -253,8 +246,3 @@ def mcu_info(bundle_dir: Path, p: Prepared, cal: Calibration, heldout: tuple[tor
               "agreement_min": AGREEMENT_MIN, "reason": INT8_TOLERANCE_REASON}
     return McuInfo(rk_state_bytes(p), calibration, accuracy, parity)
 
-
-def _manifest_artifacts(bundle_dir: Path):
-    from edgeode.runtime.manifest import Manifest
-
-    return Manifest.read(bundle_dir).artifacts
