@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeode.runtime.manifest import Quantization, TensorSpec
+from edgeode.runtime.manifest import TensorSpec
+from edgeode.runtime.tflm import tensor_quantization
 
 __all__ = ["onnx_specs", "tflite_specs"]
 
@@ -46,11 +47,8 @@ def tflite_specs(path: str | Path, index_order: bool = False) -> tuple[tuple[Ten
     ins, outs = runner.get_input_details(), runner.get_output_details()
 
     def spec(name: str, d: dict) -> TensorSpec:
-        quant = None
-        params = d.get("quantization_parameters") or {}
-        if np.dtype(d["dtype"]) == np.int8 and len(params.get("scales", [])):
-            quant = Quantization(float(params["scales"][0]), int(params["zero_points"][0]))
-        return TensorSpec(name, tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name, quant)
+        # the runtime's reader of the same details: what the tflm session checks the manifest against
+        return TensorSpec(name, tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name, tensor_quantization(d))
 
     def ordered(names: list[str], details: dict, model_details: list[dict]) -> list[str]:
         if not index_order:
