@@ -29,7 +29,7 @@ import numpy as np
 
 from edgeode.errors import PackError
 from edgeode.firmware.carray import c_array_declaration, c_array_definition
-from edgeode.firmware.fit import ARENA_MARGIN, field_inputs, mcu_fit, mcu_nets, tensor_elements
+from edgeode.firmware.fit import ARENA_MARGIN, field_inputs, mcu_fit, tensor_elements
 from edgeode.firmware.solver_c import generate_solver
 from edgeode.firmware.templates_io import render
 from edgeode.firmware.tflite_ops import resolver_method, tflite_ops
@@ -146,16 +146,18 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
         raise PackError(f"no firmware template for {profile.name!r} ({profile.display_name}); edgeode pack writes "
                         f"firmware for {', '.join(BOARDS)}")
     man = bundle.manifest
-    picked = mcu_nets(man, "loop", PackError)
-    fit = mcu_fit(man, profile, "loop", PackError)
+    fit = mcu_fit(man, profile, "loop", PackError)  # picks the files (mcu_nets) and plans their arenas
     if not fit.fits:
         raise PackError(f"the bundle {fit.message}. Use a smaller model (fewer channels) or a board with more "
                         "memory (`edgeode profile BUNDLE --device NAME` says which fit)")
+    by_path = {a.path: a for a in man.artifacts}
+    picked = [(planned.role, by_path[planned.path]) for planned in fit.nets]
     nets = []
     for (role, art), planned in zip(picked, fit.nets, strict=True):
         path = bundle.path(art)
-        ops = tuple(dict.fromkeys(op.name for op in tflite_ops(path)))
-        nets.append(_Net(role, art, path.read_bytes(), ops, planned.arena_bytes))
+        data = path.read_bytes()  # once: the C array and the op list
+        ops = tuple(dict.fromkeys(op.name for op in tflite_ops(path, data)))
+        nets.append(_Net(role, art, data, ops, planned.arena_bytes))
     all_ops = tuple(sorted({op for n in nets for op in n.ops}))
     methods = [resolver_method(op) for op in all_ops]
     first, last = nets[0].artifact, nets[-1].artifact

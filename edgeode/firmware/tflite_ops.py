@@ -132,8 +132,9 @@ class TfliteGraph:
     ops: tuple[GraphOp, ...]
 
 
-def _open(path: Path) -> tuple[_Buffer, int]:
-    data = path.read_bytes()
+def _open(path: Path, data: bytes | None = None) -> tuple[_Buffer, int]:
+    """The file's buffer and its root table (``data``: the file's bytes when the caller has read them)."""
+    data = path.read_bytes() if data is None else data
     if len(data) < 8 or data[4:8] != _IDENT:
         raise PackError(f"{path}: not a .tflite file (no TFL3 identifier); re-export the bundle")
     buf = _Buffer(data, str(path))
@@ -147,8 +148,9 @@ def tflite_graph(path: str | Path) -> TfliteGraph:
         PackError: not a TFLite flatbuffer (or a damaged one), no subgraph, a custom op.
     """
     path = Path(path)
-    codes = tflite_ops(path)
-    buf, model = _open(path)
+    data = path.read_bytes()
+    codes = tflite_ops(path, data)
+    buf, model = _open(path, data)
     subgraphs = buf.table_vector(model, 2, "subgraphs")
     if not subgraphs:
         raise PackError(f"{path}: holds no subgraph; re-export the bundle")
@@ -173,14 +175,14 @@ def tflite_graph(path: str | Path) -> TfliteGraph:
     return TfliteGraph(tuple(ops))
 
 
-def tflite_ops(path: str | Path) -> list[OpUse]:
-    """The operators of the ``.tflite`` file at ``path``, in the file's order.
+def tflite_ops(path: str | Path, data: bytes | None = None) -> list[OpUse]:
+    """The operators of the ``.tflite`` file at ``path``, in the file's order (``data``: its bytes, if read already).
 
     Raises:
         PackError: not a TFLite flatbuffer, or a custom op (TFLM firmware built here has none).
     """
     path = Path(path)
-    buf, model = _open(path)
+    buf, model = _open(path, data)
     by_code = {entry["code"]: name for name, entry in _table().items()}
     ops = []
     for table in buf.table_vector(model, 1):
