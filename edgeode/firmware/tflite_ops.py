@@ -19,19 +19,17 @@ The op-name table ships as ``tflm_ops.json`` (codes from the schema, resolver me
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from edgeode.errors import PackError
+from edgeode.runtime.flatbuf import FlatBuffer
 
 __all__ = ["OpUse", "GraphOp", "TfliteGraph", "resolver_method", "tflite_ops", "tflite_graph"]
 
 _IDENT = b"TFL3"
-#: bound on any vector read from a file (operators, tensors, a shape): edgeode's models hold far fewer
-_MAX_ITEMS = 100_000
 
 
 @dataclass(frozen=True)
@@ -62,59 +60,6 @@ def resolver_method(op: str) -> str:
     return entry["resolver"]
 
 
-class _Buffer:
-    def __init__(self, data: bytes, where: str):
-        self.data, self.where = data, where
-
-    def _unpack(self, fmt: str, pos: int):
-        try:
-            return struct.unpack_from(fmt, self.data, pos)[0]
-        except struct.error:
-            raise PackError(f"{self.where}: not a valid .tflite flatbuffer (offset {pos} outside the file); "
-                            "re-export the bundle") from None
-
-    def u32(self, pos: int) -> int:
-        return self._unpack("<I", pos)
-
-    def field_pos(self, table: int, index: int) -> int | None:
-        """Absolute position of field ``index`` of the table at ``table``, or None if absent."""
-        vtable = table - self._unpack("<i", table)
-        vsize = self._unpack("<H", vtable)
-        slot = 4 + 2 * index
-        if slot >= vsize:
-            return None
-        off = self._unpack("<H", vtable + slot)
-        return table + off if off else None
-
-    def scalar(self, table: int, index: int, fmt: str, default: int) -> int:
-        pos = self.field_pos(table, index)
-        return default if pos is None else self._unpack(fmt, pos)
-
-    def _vector(self, table: int, index: int, what: str) -> tuple[int, int] | None:
-        pos = self.field_pos(table, index)
-        if pos is None:
-            return None
-        vec = pos + self.u32(pos)
-        n = self.u32(vec)
-        if n > _MAX_ITEMS:
-            raise PackError(f"{self.where}: {n} {what}; not a model file edgeode wrote")
-        return vec + 4, n
-
-    def table_vector(self, table: int, index: int, what: str = "operator codes") -> list[int]:
-        found = self._vector(table, index, what)
-        if found is None:
-            return []
-        start, n = found
-        return [start + 4 * i + self.u32(start + 4 * i) for i in range(n)]
-
-    def int_vector(self, table: int, index: int, what: str) -> tuple[int, ...]:
-        found = self._vector(table, index, what)
-        if found is None:
-            return ()
-        start, n = found
-        return tuple(self._unpack("<i", start + 4 * i) for i in range(n))
-
-
 @dataclass(frozen=True)
 class GraphOp:
     """One operator node: its op name and the shapes of its input and output tensors (``None`` for an
@@ -132,12 +77,12 @@ class TfliteGraph:
     ops: tuple[GraphOp, ...]
 
 
-def _open(path: Path, data: bytes | None = None) -> tuple[_Buffer, int]:
+def _open(path: Path, data: bytes | None = None) -> tuple[FlatBuffer, int]:
     """The file's buffer and its root table (``data``: the file's bytes when the caller has read them)."""
     data = path.read_bytes() if data is None else data
     if len(data) < 8 or data[4:8] != _IDENT:
         raise PackError(f"{path}: not a .tflite file (no TFL3 identifier); re-export the bundle")
-    buf = _Buffer(data, str(path))
+    buf = FlatBuffer(data, str(path), PackError)
     return buf, buf.u32(0)
 
 
@@ -185,7 +130,7 @@ def tflite_ops(path: str | Path, data: bytes | None = None) -> list[OpUse]:
     buf, model = _open(path, data)
     by_code = {entry["code"]: name for name, entry in _table().items()}
     ops = []
-    for table in buf.table_vector(model, 1):
+    for table in buf.table_vector(model, 1, "operator codes"):
         if buf.field_pos(table, 1) is not None:
             raise PackError(f"{path}: uses a custom operator; edgeode's firmware registers builtin TFLM ops only")
         code = max(buf.scalar(table, 0, "<b", 0), buf.scalar(table, 3, "<i", 0))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeode.errors import BundleError
+from edgeode.runtime.flatbuf import FlatBuffer
 from edgeode.runtime.manifest import Artifact, Manifest
 
 __all__ = ["CONTRACT_KEY", "check_contract", "contract_for", "contract_json", "read_contract"]
@@ -102,58 +103,23 @@ def _onnx_metadata(data: bytes) -> dict[str, str]:
     return props
 
 
-class _Flat:
-    """Just enough of the FlatBuffers binary format to follow tables, vectors and strings."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def u32(self, pos: int) -> int:
-        return struct.unpack_from("<I", self.data, pos)[0]
-
-    def field(self, table: int, index: int) -> int | None:
-        vtable = table - struct.unpack_from("<i", self.data, table)[0]
-        slot = 4 + 2 * index
-        if slot >= struct.unpack_from("<H", self.data, vtable)[0]:
-            return None
-        off = struct.unpack_from("<H", self.data, vtable + slot)[0]
-        return table + off if off else None
-
-    def ref(self, table: int, index: int) -> int | None:
-        pos = self.field(table, index)
-        return None if pos is None else pos + self.u32(pos)
-
-    def vector(self, table: int, index: int) -> tuple[int, int]:
-        """(position of the first element, length) of a vector field; (0, 0) if absent."""
-        vec = self.ref(table, index)
-        return (0, 0) if vec is None else (vec + 4, self.u32(vec))
-
-    def tables(self, table: int, index: int) -> list[int]:
-        first, n = self.vector(table, index)
-        return [first + 4 * i + self.u32(first + 4 * i) for i in range(n)]
-
-    def bytes_at(self, table: int, index: int) -> bytes:
-        first, n = self.vector(table, index)
-        return self.data[first:first + n]
-
-
 def _tflite_metadata(data: bytes) -> dict[str, bytes]:
     """``Model.metadata`` (field 6: Metadata name = 0, buffer = 1) resolved through ``Model.buffers`` (field 4:
     Buffer data = 0, or offset = 1 / size = 2 past the flatbuffer), as in TFLite's ``schema.fbs``."""
-    fb = _Flat(data)
-    model = fb.u32(0)
-    buffers = fb.tables(model, 4)
+    fb = FlatBuffer(data, "the file")  # damage: ValueError, which read_contract reports
+    model = fb.root()
+    buffers = fb.table_vector(model, 4, "buffers")
     found = {}
-    for meta in fb.tables(model, 6):
+    for meta in fb.table_vector(model, 6, "metadata entries"):
         name_pos = fb.ref(meta, 0)
         name = data[name_pos + 4:name_pos + 4 + fb.u32(name_pos)].decode("utf-8") if name_pos is not None else ""
-        pos = fb.field(meta, 1)
+        pos = fb.field_pos(meta, 1)
         index = fb.u32(pos) if pos is not None else 0
         if name != CONTRACT_KEY or index >= len(buffers):
             continue
         buf = buffers[index]
         payload = fb.bytes_at(buf, 0)
-        off, size = fb.field(buf, 1), fb.field(buf, 2)
+        off, size = fb.field_pos(buf, 1), fb.field_pos(buf, 2)
         if not payload and off is not None and size is not None:
             start, length = struct.unpack_from("<Q", data, off)[0], struct.unpack_from("<Q", data, size)[0]
             payload = data[start:start + length]
