@@ -43,7 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "--quantize int8 bundles)")
     parser.add_argument("--mode", default=None, choices=("fused", "loop"),
                         help="fused: one call of the whole-solve graph; loop: numpy solver loop around the exported "
-                        "field (default: fused, or loop when --solver or --backend tflm is given)")
+                        "field (default: fused, or loop when --solver or --backend tflm is given; a bundle from `edgeode tune "
+                        "--apply` runs its tuned mode, tableau, steps and precision unless told otherwise)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: backend's own)")
     parser.add_argument("--steps", type=int, default=None,
                         help="solver steps over [t0, t1] (default: the bundle's; fused TFLite cannot change them)")
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     watch_ctrl_c()  # a Ctrl-C that library code swallows while the model loads still stops the run
     begun = time.monotonic()
     timeout = check_timeout(args.timeout)
-    mode = args.mode or ("loop" if args.solver or args.backend == "tflm" else "fused")
+    mode = args.mode or ("loop" if args.solver or args.backend == "tflm" else None)  # None: tuned mode, else fused
     model = load(args.bundle, backend=args.backend, mode=mode, threads=args.threads, precision=args.precision,
                  steps=args.steps, tableau=args.solver, expect_digest=args.expect_digest)
     try:

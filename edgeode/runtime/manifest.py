@@ -34,7 +34,7 @@ from typing import Any
 from edgeode.errors import BundleError
 from edgeode.jsonfile import read_json
 from edgeode.runtime.limits import MAX_STEPS, describe_int
-from edgeode.tableaus import ButcherTableau
+from edgeode.tableaus import TABLEAUS, ButcherTableau
 
 __all__ = [
     "FORMAT_NAME",
@@ -52,6 +52,7 @@ __all__ = [
     "Quantization",
     "TFLMInfo",
     "McuInfo",
+    "TunedSpec",
     "Artifact",
     "Manifest",
 ]
@@ -329,6 +330,50 @@ class McuInfo:
 
 
 @dataclass(frozen=True)
+class TunedSpec:
+    """The configuration ``edgeode tune --apply`` chose: what :func:`edgeode.runtime.load` runs by default.
+
+    ``tableau``, ``steps``, ``precision`` and ``mode`` are what runs when the caller asks for none of them;
+    the solver the files were built with (``solver``) stays the computation-defining record
+    (:mod:`edgeode.runtime.contract`): the tuned solve is a run-time choice, as ``load(steps=, tableau=)`` is.
+    ``accuracy`` is the figure tune measured for it through the runtime (classifiers: the fraction right;
+    dynamics: the trajectory error, lower is better: ``metric`` says which) on ``samples`` held-out samples;
+    ``measured`` holds the rest of what tune reported (device, estimated latency and energy, data).
+    """
+
+    tableau: str
+    steps: int
+    precision: str
+    mode: str
+    accuracy: float
+    metric: str
+    samples: int
+    measured: dict
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TunedSpec:
+        _check_keys(data, "tuned", {"tableau", "steps", "precision", "mode", "accuracy", "metric", "samples", "measured"})
+        if data["tableau"] not in TABLEAUS:
+            raise BundleError(f"manifest tuned.tableau: unknown solver {data['tableau']!r}; expected one of "
+                              f"{sorted(TABLEAUS)}: run `edgeode tune --apply` again")
+        steps = _number(data["steps"], "tuned.steps", int, 1)
+        if steps > MAX_STEPS:
+            raise BundleError(f"manifest tuned.steps: {describe_int(steps)} is above the bound of {MAX_STEPS:,} steps "
+                              "(edgeode.runtime.limits.MAX_STEPS); run `edgeode tune --apply` again")
+        if data["precision"] not in PRECISIONS:
+            raise BundleError(f"manifest tuned.precision: unknown precision {data['precision']!r}; expected one of {PRECISIONS}")
+        if data["mode"] not in ("fused", "loop"):
+            raise BundleError(f"manifest tuned.mode: expected 'fused' or 'loop', got {data['mode']!r}")
+        if not isinstance(data["metric"], str) or not isinstance(data["measured"], dict):
+            raise BundleError("manifest tuned: metric must be a string and measured an object; run `edgeode tune --apply` again")
+        return cls(data["tableau"], steps, data["precision"], data["mode"], _number(data["accuracy"], "tuned.accuracy"),
+                   data["metric"], _number(data["samples"], "tuned.samples", int, 1), data["measured"])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One model file in the bundle.
 
@@ -427,6 +472,7 @@ class Manifest:
     ``solver`` is ``None`` for networks without an ODE block.
     ``tools`` maps tool name -> version string for everything that made the bundle.
     ``mcu`` is set when the bundle has full-int8 files for microcontrollers.
+    ``tuned`` is set by ``edgeode tune --apply``: the configuration the runtime runs by default.
     """
 
     kind: str
@@ -439,6 +485,7 @@ class Manifest:
     created: str
     format_version: int = FORMAT_VERSION
     mcu: McuInfo | None = None
+    tuned: TunedSpec | None = None
 
     _KEYS = frozenset({"format", "format_version", "kind", "model", "input", "output", "solver", "artifacts", "tools", "created"})
 
@@ -461,7 +508,7 @@ class Manifest:
             )
         if version < 1:
             raise BundleError(f"unknown bundle format version {version}; re-export the bundle")
-        _check_keys(data, "(top level)", set(cls._KEYS), {"mcu"})
+        _check_keys(data, "(top level)", set(cls._KEYS), {"mcu", "tuned"})
         if data["kind"] not in MODEL_KINDS:
             raise BundleError(f"manifest kind: unknown model kind {data['kind']!r}; expected one of {MODEL_KINDS}")
         if not isinstance(data["model"], dict) or "arch" not in data["model"]:
@@ -485,6 +532,7 @@ class Manifest:
             created=str(data["created"]),
             format_version=version,
             mcu=McuInfo.from_dict(data["mcu"]) if data.get("mcu") is not None else None,
+            tuned=TunedSpec.from_dict(data["tuned"]) if data.get("tuned") is not None else None,
         )
 
     def to_dict(self) -> dict:
@@ -502,6 +550,8 @@ class Manifest:
         }
         if self.mcu is not None:
             d["mcu"] = self.mcu.to_dict()
+        if self.tuned is not None:
+            d["tuned"] = self.tuned.to_dict()
         return d
 
     def to_json(self) -> str:

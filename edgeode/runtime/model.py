@@ -103,6 +103,8 @@ class Model:
         self.precision = precision
         self.threads = threads
         self.sessions: dict[str, Session] = {}
+        #: whether this model runs a tuned bundle's configuration (set by :func:`load`)
+        self.tuned = False
         self._loop: FieldLoop | None = None
         man = self.manifest
         fmt = BACKEND_FORMAT[backend]
@@ -220,6 +222,7 @@ class Model:
             "t1": sol.t1 if sol else None,
             "field_evaluations": self.field_evaluations,
             "contract": self.contract,
+            "tuned": self.tuned,
             "artifacts": {role: s.artifact.path for role, s in self.sessions.items()},
             "input": man.input.tensor.to_dict(),
             "output": man.output.tensor.to_dict(),
@@ -393,7 +396,7 @@ class Model:
         self.close()
 
 
-def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", threads: int | None = None,
+def load(bundle_dir: str | Path, backend: str = "auto", mode: str | None = None, threads: int | None = None,
          precision: str | None = None, steps: int | None = None, tableau: str | ButcherTableau | None = None,
          batch: int | None = None, engines: int | None = None, expect_digest: str | None = None) -> Model:
     """Open a bundle for inference without torch.
@@ -402,7 +405,8 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
         bundle_dir: directory written by ``edgeode export`` (verified by :func:`read_bundle`).
         backend: ``"auto"`` (onnxruntime for ONNX if installed, else LiteRT for TFLite, else
             tflite-runtime), ``"onnxruntime"``, ``"litert"`` or ``"tflite-runtime"``.
-        mode: ``"fused"`` (one graph call) or ``"loop"`` (numpy solver loop around the field).
+        mode: ``"fused"`` (one graph call) or ``"loop"`` (numpy solver loop around the field); None: the
+            tuned mode of a bundle from ``edgeode tune --apply`` (manifest ``tuned``), else ``"fused"``.
         threads: CPU threads for the backend (None: its default).
         precision: which artifacts: ``float32``, ``float16``, ``int8-dynamic``, ``int8-weight`` or ``int8``
             (full integer, run by the ``tflm`` backend). None: ``int8`` for ``backend="tflm"`` when the
@@ -410,6 +414,10 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
         steps: solver steps over [t0, t1] (default: the manifest's). Fused mode can change them only
             for ONNX graphs with a ``steps`` input.
         tableau: solver name or tableau for loop mode (default: the manifest's).
+
+            A tuned bundle (``edgeode tune --apply``) runs its tuned tableau and steps when neither
+            ``steps`` nor ``tableau`` is given, in its tuned precision when ``precision`` is None and in its
+            tuned mode when ``mode`` is None; ``describe()["tuned"]`` says whether the tuned solve runs.
         batch: pick artifacts built for this fixed batch (TFLite) when the bundle has several.
         engines: TFLite backends: most interpreters per artifact for threads calling at once (None:
             one per CPU; 1: one interpreter behind a lock, the least memory). onnxruntime shares one session.
@@ -421,7 +429,7 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
             (:mod:`edgeode.runtime.contract`), or its digest is not ``expect_digest``.
         BackendError, ConfigError: the message says what is wrong and the fix.
     """
-    if mode not in MODES:
+    if mode is not None and mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose 'fused' (one graph call) or 'loop' (numpy solver loop)")
     threads = _check_threads(threads)
     if engines is not None and (isinstance(engines, bool) or not isinstance(engines, int) or engines < 1):
@@ -433,9 +441,17 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str = "fused", thr
 
         check_digest(bundle_dir, expect_digest)
     bundle = read_bundle(bundle_dir)
+    tuned = bundle.manifest.tuned
+    runs_tuned = tuned is not None and steps is None and tableau is None and precision in (None, tuned.precision)
+    if runs_tuned:
+        steps, tableau, precision = tuned.steps, tuned.tableau, tuned.precision
+        mode = mode or tuned.mode
+    mode = mode or "fused"
     if precision is None:
         precision = "int8" if backend == "tflm" and bundle.artifacts(precision="int8") else "float32"
     name = choose_backend(bundle.manifest, backend, precision)
     if tableau is not None:
         tableau = get_tableau(tableau)
-    return Model(bundle, name, mode, threads, precision, steps, tableau, batch, engines)
+    model = Model(bundle, name, mode, threads, precision, steps, tableau, batch, engines)
+    model.tuned = runs_tuned
+    return model

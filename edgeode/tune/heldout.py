@@ -1,0 +1,87 @@
+"""The held-out samples ``edgeode tune`` measures accuracy on, as plain numpy arrays.
+
+Three sources, one :class:`HeldOut`:
+
+* a run directory: the test split of the data set the run recorded (``config.data``, ``data_path``,
+  ``seed``), loaded by :func:`edgeode.train.data.load_dataset`, the loader training used, so the
+  samples are the ones training held out (imports torch: a run directory needs it anyway);
+* a data set name with a seed (``--data digits --seed 0``): the same, for a bundle;
+* an ``.npz`` file with ``x`` (inputs, float32, batch first) and, for a classifier, ``y`` (labels):
+  torch-free, for tuning a bundle on the device side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeode.errors import DataError
+
+__all__ = ["HeldOut", "from_npz", "from_dataset", "from_run"]
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Inputs ``x`` (batch first) and, for a classifier, integer labels ``y``; ``source`` says where they came from."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.x.ndim < 2 or len(self.x) == 0:
+            raise DataError(f"held-out data from {self.source}: x must be a non-empty batch [N, ...], got shape "
+                            f"{list(self.x.shape)}")
+        if self.y is not None and (self.y.ndim != 1 or len(self.y) != len(self.x)):
+            raise DataError(f"held-out data from {self.source}: y must hold one label per sample ({len(self.x)}), got "
+                            f"shape {list(self.y.shape)}")
+
+    def limit(self, n: int | None) -> HeldOut:
+        """The first ``n`` samples (all of them for ``None``)."""
+        if n is None or n >= len(self.x):
+            return self
+        return HeldOut(self.x[:n], None if self.y is None else self.y[:n], f"{self.source}, first {n}")
+
+
+def from_npz(path: str | Path) -> HeldOut:
+    """``x`` (and ``y``) from an ``.npz`` file (``np.savez(path, x=..., y=...)``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--data {path}: no such file; pass an .npz with arrays x (and y for a classifier), or a data "
+                        "set name (digits, mnist, spiral) with --seed")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f.files:
+                raise DataError(f"{path} has arrays {f.files} but no 'x'; save it with np.savez(path, x=inputs, y=labels)")
+            x = np.asarray(f["x"])
+            y = np.asarray(f["y"]) if "y" in f.files else None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable .npz file ({exc}); save it with np.savez(path, x=inputs, y=labels)") from None
+    if x.dtype.kind != "f":
+        raise DataError(f"{path}: x holds {x.dtype} values; the model takes preprocessed float32 input")
+    if y is not None and y.dtype.kind not in "iu":
+        raise DataError(f"{path}: y holds {y.dtype} values; class labels must be integers")
+    return HeldOut(x.astype(np.float32), None if y is None else y.astype(np.int64), str(path))
+
+
+def from_dataset(name: str, path: str | None, seed: int, kind: str) -> HeldOut:
+    """The test split of data set ``name`` split by ``seed`` (imports torch through :mod:`edgeode.train.data`)."""
+    try:
+        from edgeode.train.data import load_dataset
+    except ImportError as exc:
+        raise DataError(f"loading data set {name!r} needs torch ({exc}); on a device pass --data FILE.npz with arrays "
+                        "x and y instead (pip install 'edgeode[train]' for the data sets)") from None
+    data = load_dataset(name, path, seed)
+    x = data.x_test.numpy().astype(np.float32)
+    y = data.y_test.numpy().astype(np.int64) if kind == "classifier" else None
+    return HeldOut(x, y, f"{name} test split (seed {seed}, {len(x)} samples, held out from training)")
+
+
+def from_run(run_dir: str | Path, kind: str) -> HeldOut:
+    """The test split of the data set a run directory was trained on."""
+    from edgeode.train.checkpoint import load_run
+
+    cfg = load_run(run_dir).config
+    return from_dataset(cfg.data, cfg.data_path, cfg.seed, kind)
