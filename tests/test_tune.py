@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,16 @@ def test_tuned_copy_refuses_its_source(onnx_bundles, tmp_path):
     assert not list(tmp_path.glob(".t.tmp-*"))  # nothing half-written left beside it
     with load(tmp_path / "t") as model:
         assert (model.mode, model.tableau.name, model.steps) == ("loop", "euler", 2)
+
+
+def test_tune_library_is_torch_free():
+    """The sweep, frontier, apply and plot modules run on a device without torch (a run directory is the
+    only input that needs it, for its export)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import edgeode.tune.sweep, edgeode.tune.frontier, edgeode.tune.apply, edgeode.tune.heldout, edgeode.tune.plot\n"
+            "import edgeode.commands.tune\n"
+            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
