@@ -7,7 +7,7 @@ the torch-free runtime's too, so the names live outside :mod:`edgeode.train`.
 
 from __future__ import annotations
 
-__all__ = ["ARCHS", "DATASETS", "SCHEDULES"]
+__all__ = ["ARCHS", "DATASETS", "SCHEDULES", "SERIES_ARCHS", "SERIES_DATASETS"]
 
 #: Models ``ModelConfig.arch`` accepts.
 ARCHS = ("odenet", "rknet", "resnet", "vgg", "spiral")
@@ -15,3 +15,7 @@ ARCHS = ("odenet", "rknet", "resnet", "vgg", "spiral")
 DATASETS = ("spiral", "digits", "mnist")
 #: Learning-rate schedules ``TrainConfig.schedule`` accepts (see :class:`edgeode.train.checkpoint.TrainConfig`).
 SCHEDULES = ("constant", "onecycle")
+#: Series classifiers ``SeriesModelConfig.arch`` accepts (:mod:`edgeode.train.series_models`).
+SERIES_ARCHS = ("odernn", "gru-dt", "gru")
+#: Sensor series data sets (:mod:`edgeode.train.series_data`; real IMU data inside pinned packages).
+SERIES_DATASETS = ("basicmotions", "watch")

@@ -1,4 +1,5 @@
-"""``edgeode train``: train an ODE-Net, RK-Net, ResNet, VGG or the spiral dynamics model.
+"""``edgeode train``: train an ODE-Net, RK-Net, ResNet, VGG, the spiral dynamics model, or a series classifier
+(ODE-RNN and its GRU baselines on irregular IMU series: :mod:`edgeode.train.series_trainer`).
 
 Writes RUN_DIR with config.json, metrics.json, dataset.json and weights.pt. Runs under
 ``torchrun --nproc_per_node=K edgeode train ...`` with DistributedDataParallel (gloo, CPU).
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from edgeode.commands.options import add_out, add_overwrite, add_quiet
 from edgeode.errors import did_you_mean
-from edgeode.names import ARCHS, DATASETS, SCHEDULES
+from edgeode.names import ARCHS, DATASETS, SCHEDULES, SERIES_ARCHS, SERIES_DATASETS
 from edgeode.tableaus import tableau_names
 
 MODELS = ARCHS
@@ -26,18 +27,22 @@ DEFAULTS: dict[str, dict] = {
     "mnist": {"width": 64, "downsample": 2, "steps": 10, "epochs": 2, "batch_size": 128, "lr": 1e-3},
     # Spiral windows of 0.5 time units in 20 intervals (torchdiffeq examples/ode_demo.py setup).
     "spiral": {"steps": 20, "epochs": 30, "batch_size": 20, "lr": 1e-3},
+    # Series (ODE-RNN, GRU-dt, GRU): hidden state 32, the field's MLP 32 wide, max solver step = the sampling interval.
+    "basicmotions": {"epochs": 10, "batch_size": 8, "lr": 1e-2, "hidden": 32},
+    "watch": {"epochs": 20, "batch_size": 32, "lr": 5e-3, "hidden": 32},
 }
 
 
 def _defaults_epilog() -> str:
     lines = ["defaults per data set ('auto' above):"]
     for name, d in DEFAULTS.items():
-        lines.append(f"  {name:7s} " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in d.items()))
+        lines.append(f"  {name:12s} " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in d.items()))
     lines += ["", "examples:",
               "  edgeode train -o runs/digits-odenet                  # ODE-Net, adjoint, RK4, 8x8 digits",
               "  edgeode train --model rknet -o runs/digits-rknet",
               "  edgeode train --data mnist --data-path ../shared/data/mnist -o runs/mnist-odenet",
               "  edgeode train --model spiral -o runs/spiral",
+              "  edgeode train --model odernn --data watch --drop 0.5 -o runs/watch-odernn   # irregular IMU series",
               "  torchrun --nproc_per_node=2 $(which edgeode) train -o runs/ddp"]
     return "\n".join(lines)
 
@@ -58,11 +63,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_out(p, required=True, metavar="RUN_DIR", help="run directory to create")
     add_overwrite(p, "RUN_DIR")
-    p.add_argument("--model", default="odenet", metavar="|".join(MODELS),
+    p.add_argument("--model", default="odenet", metavar="|".join(MODELS + SERIES_ARCHS),
                    help="odenet (ODE-Net, adjoint), rknet (same net, backprop through the solver), resnet, vgg, "
-                        "or spiral (dynamics); default odenet")
-    p.add_argument("--data", default=None, metavar="|".join(DATA),
-                   help="data set; auto: spiral for --model spiral, else digits")
+                        "spiral (dynamics), or for IMU series: odernn (ODE-RNN), gru-dt (GRU fed the gaps), gru (GRU on "
+                        "the resampled series); default odenet")
+    p.add_argument("--data", default=None, metavar="|".join(DATA + SERIES_DATASETS),
+                   help="data set; auto: spiral for --model spiral, basicmotions for a series model, else digits")
     p.add_argument("--data-path", default=None, metavar="DIR",
                    help="directory of the MNIST IDX files (t10k-*-ubyte[.gz], optionally train-*); needed for mnist")
     p.add_argument("--solver", default="rk4", metavar="|".join(tableau_names()), help="Runge-Kutta tableau; default rk4 (classic; torchdiffeq's 'rk4' is rk4_38)")
@@ -87,7 +93,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--res-blocks", type=int, default=6, help="residual blocks of --model resnet; default 6")
     p.add_argument("--vgg-widths", default=None, metavar="W1,W2,...",
                    help="channels per VGG stage (auto: 32,64 for digits, 64,128,256 for mnist)")
-    p.add_argument("--hidden", type=int, default=50, help="hidden units of the spiral field; default 50")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="hidden units of the spiral field (default 50) or of a series model's state (default 32)")
+    p.add_argument("--drop", type=float, default=0.0, metavar="FRACTION",
+                   help="series data: remove this seeded random fraction of every series' time points, keeping the "
+                        "real timestamps of the rest (e.g. 0.5, 0.8); default 0")
+    p.add_argument("--burst", action="store_true",
+                   help="series data: remove the --drop fraction in runs of consecutive samples (packet loss)")
+    p.add_argument("--max-step", type=float, default=None, metavar="SECONDS",
+                   help="series ODE-RNN: largest solver step across a gap (auto: the data's sampling interval)")
     p.add_argument("--t1", type=float, default=None, help="end time of the ODE block (auto: 1, 0.5 for spiral)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per process (auto: all cores, shared among torchrun processes; "
@@ -143,7 +157,8 @@ def build_config(args: argparse.Namespace):
     model = ModelConfig(
         arch=args.model, in_channels=in_channels, image_size=image_size, num_classes=num_classes,
         width=pick("width"), downsample=pick("downsample"), res_blocks=args.res_blocks, vgg_widths=vgg,
-        solver=args.solver, steps=pick("steps"), t0=0.0, t1=t1, adjoint=bool(adjoint), hidden=args.hidden,
+        solver=args.solver, steps=pick("steps"), t0=0.0, t1=t1, adjoint=bool(adjoint),
+        hidden=args.hidden if args.hidden is not None else 50,
     )
     # stored absolute so that load_run -> load_dataset works from any working directory
     data_path = str(Path(args.data_path).expanduser().absolute()) if args.data_path else None
@@ -153,9 +168,49 @@ def build_config(args: argparse.Namespace):
                        train_limit=args.train_limit, schedule=args.schedule)
 
 
+def build_series_config(args: argparse.Namespace):
+    """A validated SeriesTrainConfig for ``--model odernn|gru-dt|gru --data basicmotions|watch`` (imports torch)."""
+    from edgeode.errors import ConfigError
+    from edgeode.train.series_data import load_series_dataset
+    from edgeode.train.series_models import SeriesModelConfig
+    from edgeode.train.series_trainer import SeriesTrainConfig
+
+    data = args.data or "basicmotions"
+    if args.model not in SERIES_ARCHS or data not in SERIES_DATASETS:
+        raise ConfigError(f"--model {args.model} and --data {data} do not go together: the series models "
+                          f"({', '.join(SERIES_ARCHS)}) train on the series data sets ({', '.join(SERIES_DATASETS)}), the "
+                          "others on images or the spiral")
+    for flag, value, default in (("--data-path", args.data_path, None), ("--steps", args.steps, None),
+                                 ("--adjoint", args.adjoint, None)):
+        if value is not default:
+            raise ConfigError(f"{flag} does not apply to series models (the solver's steps follow each gap and "
+                              "--max-step; gradients are backprop through the solver)")
+    d = DEFAULTS[data]
+    info = load_series_dataset(data)  # channels, classes and the sampling interval (a second, numpy only)
+    max_step = args.max_step if args.max_step is not None else info.sample_interval
+    hidden = args.hidden if args.hidden is not None else d["hidden"]
+    model = SeriesModelConfig(arch=args.model, channels=len(info.channels), num_classes=info.num_classes,
+                              hidden=hidden, field_hidden=hidden, solver=args.solver, max_step=max_step)
+    return SeriesTrainConfig(model=model, data=data, drop=args.drop, burst=args.burst,
+                             epochs=args.epochs or d["epochs"], batch_size=args.batch_size or d["batch_size"],
+                             lr=args.lr or d["lr"], seed=args.seed, threads=args.threads or 1,
+                             train_limit=args.train_limit)
+
+
+def _is_series(args: argparse.Namespace) -> bool:
+    return args.model in SERIES_ARCHS or args.data in SERIES_DATASETS
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeode.train.trainer import train
 
+    if _is_series(args):
+        from edgeode.train.series_trainer import train_series
+
+        series = train_series(build_series_config(args), args.out, progress=not args.quiet, overwrite=args.overwrite)
+        summary = {k: series.metrics[k] for k in ("test_accuracy", "test_loss", "train_time_s", "parameters")}
+        print(f"wrote {series.run_dir}: {json.dumps(summary)}")
+        return 0
     config = build_config(args)
     result = train(config, args.out, progress=not args.quiet, overwrite=args.overwrite)
     if result.run_dir is not None:

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from edgeode.errors import ConfigError, DataError
+from edgeode.names import SERIES_DATASETS
 
 __all__ = ["SERIES_DATASETS", "CHANNELS", "WATCH_SPLIT", "WATCH_WINDOW", "Series", "SeriesDataset",
            "load_series_dataset", "thin", "package_file", "read_arff_series"]
 
-SERIES_DATASETS = ("basicmotions", "watch")
 CHANNELS = ("ax", "ay", "az", "wx", "wy", "wz")
 #: Subjects of each split of the watch data (held-out subjects: the model never sees a test subject).
 WATCH_SPLIT = {"train": (1, 2, 3, 4, 5, 6), "val": (7,), "test": (8, 9, 10)}
