@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "ODE-Net, the encoder, the vector field f(t, h), the head (for the device's own solver loop) and a "
             "fused whole-model graph (ONNX: the solve as a Loop whose step count is an optional input; TFLite: "
             "the solve unrolled). ResNet / VGG get one `model` file; the spiral model a field and a fused "
-            "trajectory graph. Each file must match torch within the tolerance when run by its real runtime "
+            "trajectory graph; an ODE-RNN (series) its field f(h), GRU cell and head, for the streaming runtime. Each file must match torch within the tolerance when run by its real runtime "
             "(parity gate) or nothing is written. The bundle is built beside BUNDLE and renamed into place."
         ),
     )
@@ -62,10 +62,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from edgeode.export import export_run
+    from edgeode.train.series_trainer import is_series_run
 
-    manifest = export_run(args.run_dir, args.out, formats=tuple(args.formats), tflite_batch=args.tflite_batch,
-                          quantize=tuple(args.quantize), tolerance=args.tolerance, progress=not args.quiet,
-                          overwrite=args.overwrite)
+    if is_series_run(args.run_dir):  # an ODE-RNN: field, cell and head for the streaming runtime
+        from edgeode.export.series_export import export_series_run
+
+        manifest = export_series_run(args.run_dir, args.out, formats=tuple(args.formats), tolerance=args.tolerance,
+                                     progress=not args.quiet, overwrite=args.overwrite, quantize=tuple(args.quantize))
+    else:
+        manifest = export_run(args.run_dir, args.out, formats=tuple(args.formats), tflite_batch=args.tflite_batch,
+                              quantize=tuple(args.quantize), tolerance=args.tolerance, progress=not args.quiet,
+                              overwrite=args.overwrite)
     if args.json:
         print(manifest.to_json(), end="")
         return 0

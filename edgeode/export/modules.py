@@ -52,7 +52,12 @@ class _NamedTH(Named):
         return {self.name: self.module(t, h)}
 
 
-_NAMED = {("x",): _NamedX, ("h",): _NamedH, ("y0",): _NamedY0, ("t", "h"): _NamedTH}
+class _NamedXH(Named):  # an ODE-RNN's GRU cell: (observation, state) -> state
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.name: self.module(x, h)}
+
+
+_NAMED = {("x",): _NamedX, ("h",): _NamedH, ("y0",): _NamedY0, ("t", "h"): _NamedTH, ("x", "h"): _NamedXH}
 
 
 def named(module: nn.Module, inputs: tuple[str, ...], output: str) -> Named:

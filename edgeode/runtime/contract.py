@@ -2,7 +2,8 @@
 
 Every field of the manifest that changes what is computed is *computation-defining*: the model
 kind, the input (name, shape, dtype, preprocessing), the output (shape, class labels), the solver
-(tableau, t0, t1, steps, state shape) and the artifact's role, format, precision, batch and tensor
+(tableau, t0, t1, steps, state shape), for a streaming series model the ``series`` section
+(channels, normalisation, maximum step), and the artifact's role, format, precision, batch and tensor
 specs. The exporter writes these values, as one canonical JSON document, *inside* each model file:
 
 * ONNX: ``ModelProto.metadata_props`` entry ``edgeode.contract``;
@@ -41,7 +42,7 @@ _MAX_RECORD = 1 << 20  # a record is a few KB; anything larger is not one edgeod
 def contract_for(manifest: Manifest, artifact: Artifact) -> dict[str, Any]:
     """The computation-defining fields of ``manifest`` for ``artifact``, as JSON-ready data."""
     art = artifact.to_dict()
-    return {
+    record = {
         "version": CONTRACT_VERSION,
         "kind": manifest.kind,
         "input": manifest.input.to_dict(),
@@ -49,6 +50,9 @@ def contract_for(manifest: Manifest, artifact: Artifact) -> dict[str, Any]:
         "solver": manifest.solver.to_dict() if manifest.solver is not None else None,
         "artifact": {k: art[k] for k in ("role", "format", "precision", "batch", "inputs", "outputs")},
     }
+    if manifest.series is not None:  # a streaming series model: channels, normalisation, max step (only then)
+        record["series"] = manifest.series.to_dict()
+    return record
 
 
 def contract_json(manifest: Manifest, artifact: Artifact) -> str:
@@ -201,7 +205,7 @@ def check_contract(manifest: Manifest, artifact: Artifact, path: str | Path) -> 
         return True
     field, was, now = diff
     section = field.split(".")[0]
-    name = field if section in ("kind", "input", "output", "solver", "version") else f"artifacts[{artifact.path}].{field[9:]}"
+    name = field if section in ("kind", "input", "output", "solver", "version", "series") else f"artifacts[{artifact.path}].{field[9:]}"
     hint = next((h for k, h in _HINTS.items() if field.startswith(k)), "")
     raise BundleError(
         f"manifest {name} is {_show(now)} but {artifact.path} was built with {_show(was)}: manifest.json was edited or "

@@ -18,6 +18,8 @@ Artifact roles:
     ``fused``    the whole model, solve included, in one graph (ONNX: a ``Loop`` whose trip count is
                  the optional input ``steps``; TFLite: the solve unrolled for ``solver.steps``)
     ``model``    a network without an ODE (ResNet / VGG baselines)
+    ``cell``     (x, h) -> h', the GRU update of an ODE-RNN at an observation (kind ``series``, with a
+                 ``field`` f(h) for the gaps and a ``head``; the ``series`` section gives the observation layout)
 
 This module imports only the standard library.
 """
@@ -53,6 +55,7 @@ __all__ = [
     "TFLMInfo",
     "McuInfo",
     "TunedSpec",
+    "SeriesSpec",
     "Artifact",
     "Manifest",
 ]
@@ -60,8 +63,8 @@ __all__ = [
 FORMAT_NAME = "edgeode-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-MODEL_KINDS = ("classifier", "dynamics")
-ROLES = ("encoder", "field", "head", "fused", "model")
+MODEL_KINDS = ("classifier", "dynamics", "series")
+ROLES = ("encoder", "field", "head", "fused", "model", "cell")
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("float32", "float16", "int8-dynamic", "int8-weight", "int8")
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8")
@@ -374,6 +377,51 @@ class TunedSpec:
 
 
 @dataclass(frozen=True)
+class SeriesSpec:
+    """How a streaming series model (kind ``series``, an ODE-RNN) reads its observations.
+
+    An observation is one sample of ``channels`` (names, in order) at a time in ``time_unit`` (seconds);
+    the model reads ``(raw - mean) / std`` per channel. Between two observations the state h evolves by the
+    ``field`` artifact with the manifest's solver tableau in ``ceil(gap / max_step)`` equal steps
+    (:func:`edgeode.runtime.loop.interval_steps`); the ``cell`` artifact updates h at each observation;
+    h starts at zeros of ``hidden`` elements at the first observation, and the ``head`` classifies it.
+    """
+
+    channels: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    max_step: float
+    hidden: int
+    time_unit: str = "s"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SeriesSpec:
+        _check_keys(data, "series", {"channels", "mean", "std", "max_step", "hidden", "time_unit"})
+        channels = data["channels"]
+        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+            raise BundleError("manifest series.channels: expected a non-empty list of channel names; re-export the bundle")
+        values = {}
+        for key in ("mean", "std"):
+            got = data[key]
+            if not isinstance(got, list) or len(got) != len(channels):
+                raise BundleError(f"manifest series.{key}: expected {len(channels)} numbers (one per channel), got {got!r}")
+            values[key] = tuple(_number(v, f"series.{key}[{i}]") for i, v in enumerate(got))
+        if any(v <= 0 for v in values["std"]):
+            raise BundleError(f"manifest series.std: every channel's std must be > 0, got {list(values['std'])}")
+        max_step = _number(data["max_step"], "series.max_step")
+        if max_step <= 0:
+            raise BundleError(f"manifest series.max_step: must be > 0 seconds, got {max_step!r}; re-export the bundle")
+        if data["time_unit"] != "s":
+            raise BundleError(f"manifest series.time_unit: {data['time_unit']!r} is not 's' (seconds); re-export")
+        return cls(tuple(channels), values["mean"], values["std"], max_step,
+                   _number(data["hidden"], "series.hidden", int, 1), "s")
+
+    def to_dict(self) -> dict:
+        return {"channels": list(self.channels), "mean": list(self.mean), "std": list(self.std),
+                "max_step": self.max_step, "hidden": self.hidden, "time_unit": self.time_unit}
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One model file in the bundle.
 
@@ -473,6 +521,7 @@ class Manifest:
     ``tools`` maps tool name -> version string for everything that made the bundle.
     ``mcu`` is set when the bundle has full-int8 files for microcontrollers.
     ``tuned`` is set by ``edgeode tune --apply``: the configuration the runtime runs by default.
+    ``series`` is set for kind ``series`` (a streaming ODE-RNN): the observation layout and maximum step.
     """
 
     kind: str
@@ -486,6 +535,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     mcu: McuInfo | None = None
     tuned: TunedSpec | None = None
+    series: SeriesSpec | None = None
 
     _KEYS = frozenset({"format", "format_version", "kind", "model", "input", "output", "solver", "artifacts", "tools", "created"})
 
@@ -508,7 +558,7 @@ class Manifest:
             )
         if version < 1:
             raise BundleError(f"unknown bundle format version {version}; re-export the bundle")
-        _check_keys(data, "(top level)", set(cls._KEYS), {"mcu", "tuned"})
+        _check_keys(data, "(top level)", set(cls._KEYS), {"mcu", "tuned", "series"})
         if data["kind"] not in MODEL_KINDS:
             raise BundleError(f"manifest kind: unknown model kind {data['kind']!r}; expected one of {MODEL_KINDS}")
         if not isinstance(data["model"], dict) or "arch" not in data["model"]:
@@ -533,6 +583,7 @@ class Manifest:
             format_version=version,
             mcu=McuInfo.from_dict(data["mcu"]) if data.get("mcu") is not None else None,
             tuned=TunedSpec.from_dict(data["tuned"]) if data.get("tuned") is not None else None,
+            series=SeriesSpec.from_dict(data["series"]) if data.get("series") is not None else None,
         )
 
     def to_dict(self) -> dict:
@@ -552,6 +603,8 @@ class Manifest:
             d["mcu"] = self.mcu.to_dict()
         if self.tuned is not None:
             d["tuned"] = self.tuned.to_dict()
+        if self.series is not None:
+            d["series"] = self.series.to_dict()
         return d
 
     def to_json(self) -> str:

@@ -424,6 +424,9 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str | None = None,
         expect_digest: refuse any bundle whose digest (``edgeode verify BUNDLE`` prints it) is not this one,
             so a fleet runs exactly the bundle it tested.
 
+    A ``series`` bundle (an ODE-RNN) gives a :class:`~edgeode.runtime.series.SeriesModel` (``init_state``,
+    ``observe``, ``classify``, ``predict_series``) instead; ``mode`` does not apply to it.
+
     Raises:
         BundleError: the bundle is damaged, its manifest disagrees with what a file was built for
             (:mod:`edgeode.runtime.contract`), or its digest is not ``expect_digest``.
@@ -450,6 +453,13 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str | None = None,
     if precision is None:
         precision = "int8" if backend == "tflm" and bundle.artifacts(precision="int8") else "float32"
     name = choose_backend(bundle.manifest, backend, precision)
+    if bundle.manifest.kind == "series":  # a streaming ODE-RNN: observe / classify (edgeode.runtime.series)
+        if steps is not None or tableau is not None or batch is not None:
+            raise ConfigError("a series bundle solves each gap in steps of its manifest's max_step with its tableau, "
+                              "one stream at a time: steps, tableau and batch do not apply")
+        from edgeode.runtime.series import SeriesModel
+
+        return SeriesModel(bundle, name, threads, precision, engines)
     if tableau is not None:
         tableau = get_tableau(tableau)
     model = Model(bundle, name, mode, threads, precision, steps, tableau, batch, engines)

