@@ -173,13 +173,30 @@ def int8_jobs(jobs: list[Job], p: Prepared, calibration: Calibration, x_ref: tor
         source = bundle / job.path
         feeds = calibration.feeds.get(job.role, [])
 
-        def build(path: Path, _source: Path = source, _feeds=feeds) -> None:
-            quantize_int8(_source, path, _feeds)
+        def build(path: Path, _source: Path = source, _feeds=feeds, _role: str = job.role) -> None:
+            if _role == "fused" and p.field is not None:  # the WHILE file has subgraphs the quantizer cannot calibrate
+                _quantize_unrolled(bundle / "tflite", p, path, _feeds)
+            else:
+                quantize_int8(_source, path, _feeds)
 
         stem = job.path.rsplit(".", 1)[0]
         out.append(replace(job, path=f"{stem}.int8.tflite", build=build, precision="int8",
                            cases=_cases(p, job.role, x_ref)))
     return out
+
+
+def _quantize_unrolled(tflite_dir: Path, p: Prepared, path: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+    """The int8 fused file: the float fused graph with its steps unrolled (one subgraph, which ai-edge-quantizer
+    calibrates; it does not see inside a ``WHILE``), stitched from the bundle's float encoder, field and head."""
+    import tempfile
+
+    from edgeode.export.fused_tflite import fused_classifier_tflite
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        source = Path(tmp) / "fused.tflite"
+        fused_classifier_tflite(tflite_dir / "encoder.tflite", tflite_dir / "field.tflite", tflite_dir / "head.tflite",
+                                p.tableau, p.t0, p.t1, p.steps, source, unroll=True)
+        quantize_int8(source, path, feeds)
 
 
 def tflm_info(path: Path) -> TFLMInfo:

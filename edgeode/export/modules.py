@@ -1,9 +1,10 @@
 """Torch modules that give each exported artifact its exact inputs and outputs.
 
 Each artifact of a bundle is a small module wrapped around parts of a trained model: the ODE-Net's
-encoder, its vector field (``(t, h) -> dh``), its head, or the whole model with the solve unrolled for
-a fixed number of steps (the TFLite ``fused`` artifact; ONNX builds its fused graph as a ``Loop``
-instead, see :mod:`edgeode.export.fused_onnx`).
+encoder, its vector field (``(t, h) -> dh``), its head, or a dynamics trajectory with the solve
+unrolled for a fixed number of steps (the spiral's TFLite ``fused`` artifact). A classifier's fused
+graph is built from the exported parts instead: an ONNX ``Loop`` (:mod:`edgeode.export.fused_onnx`),
+a TFLite ``WHILE`` (:mod:`edgeode.export.fused_tflite`).
 
 ``Named`` returns a ``{name: tensor}`` dict so that litert-torch names the TFLite signature outputs
 (``dh``, ``logits``, ...) the same as the ONNX graph outputs.
@@ -17,7 +18,7 @@ from torch import nn
 from edgeode.tableaus import ButcherTableau
 from edgeode.train.solver import solve
 
-__all__ = ["Named", "named", "Field", "UnrolledClassifier", "UnrolledTrajectory", "graph_zero"]
+__all__ = ["Named", "named", "Field", "UnrolledTrajectory", "graph_zero"]
 
 
 class Named(nn.Module):
@@ -101,24 +102,6 @@ class _GraphTimeField(nn.Module):
 
     def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return self.field(t + self.zero, h)
-
-
-class UnrolledClassifier(nn.Module):
-    """encoder -> fixed-step solve (Python loop, unrolled when traced) -> head.
-
-    Stage times are graph values (:func:`graph_zero`), so no constant is repeated per step.
-    """
-
-    def __init__(self, encoder: nn.Module, field: nn.Module, head: nn.Module, tableau: ButcherTableau,
-                 t0: float, t1: float, steps: int):
-        super().__init__()
-        self.encoder, self.field, self.head = encoder, field, head
-        self.tableau, self.t0, self.t1, self.steps = tableau, t0, t1, steps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        field = _GraphTimeField(self.field, graph_zero(x))
-        h = solve(field, self.encoder(x), self.tableau, self.t0, self.t1, self.steps)
-        return self.head(h)
 
 
 class UnrolledTrajectory(nn.Module):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeode.export.modules import Field, UnrolledClassifier, UnrolledTrajectory
+from edgeode.export.modules import Field, UnrolledTrajectory
 from edgeode.export.parity import ParityCase
 from edgeode.train.solver import solve
 
@@ -173,9 +173,7 @@ def plan_jobs(p: Prepared, formats: tuple[str, ...], tflite_batch: int) -> list[
                 jobs.append(Job("head", "tflite", "tflite/head.tflite",
                                 lambda path: convert_tflite(p.head, {"h": hT}, "logits", path),
                                 [ParityCase({"h": _np(p.refs["hT"])}, _np(p.refs["head"]), ("h",))], tb))
-                fused = UnrolledClassifier(p.encoder, p.field, p.head, p.tableau, p.t0, p.t1, p.steps).eval()
-                jobs.append(Job("fused", "tflite", "tflite/fused.tflite",
-                                lambda path: convert_tflite(fused, {"x": xt}, "logits", path),
+                jobs.append(Job("fused", "tflite", "tflite/fused.tflite", _fused_tflite_builder(p, xt, h0, hT),
                                 [ParityCase({"x": _np(x)}, _np(p.refs["logits"]), ("x",))], tb))
     return jobs
 
@@ -189,6 +187,31 @@ def _part(path: Path, tmp: Path, name: str, export: Callable[[Path], object]):
         sibling = tmp / name
         export(sibling)
     return load_inlined(sibling)
+
+
+def _fused_tflite_builder(p: Prepared, xt: torch.Tensor, h0: torch.Tensor, hT: torch.Tensor) -> Callable[[Path], None]:
+    """The fused TFLite file stitched from the encoder, field and head files (:mod:`edgeode.export.fused_tflite`):
+    the ones beside ``path`` when already built (they passed the gate), else fresh conversions."""
+    def build(path: Path) -> None:
+        import tempfile
+
+        from edgeode.export.fused_tflite import fused_classifier_tflite
+        from edgeode.export.tflite_export import convert_tflite
+
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            tmp = Path(tmp)
+            parts = {"encoder.tflite": lambda f: convert_tflite(p.encoder, {"x": xt}, "h", f),
+                     "field.tflite": lambda f: convert_tflite(p.field, {"t": torch.tensor(p.t0), "h": h0}, "dh", f),
+                     "head.tflite": lambda f: convert_tflite(p.head, {"h": hT}, "logits", f)}
+            files = []
+            for name, convert in parts.items():
+                sibling = path.parent / name
+                if not sibling.is_file():
+                    sibling = tmp / name
+                    convert(sibling)
+                files.append(sibling)
+            fused_classifier_tflite(*files, p.tableau, p.t0, p.t1, p.steps, path)
+    return build
 
 
 def _fused_classifier_builder(p: Prepared) -> Callable[[Path], None]:

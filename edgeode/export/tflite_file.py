@@ -6,7 +6,8 @@ in an unrolled (``fused``) graph, all of it flash on a microcontroller. No inter
 names: LiteRT addresses a model's inputs and outputs through its SignatureDef (whose own names,
 ``x``, ``t``, ``h``, ``logits``..., are kept), TFLM by index. :func:`compact_tflite` renames every
 tensor to its index (short and still unique, as ai-edge-quantizer needs when it quantizes the file
-later: it keys activation ranges by tensor name).
+later: it keys activation ranges by tensor name; in a file with several subgraphs, the fused
+``WHILE`` of :mod:`edgeode.export.fused_tflite`, the subgraph's index is a prefix).
 
 The file is re-serialised with TFLite's own schema classes (``schema_py_generated`` from
 ai-edge-litert). ``schema.fbs`` asks for constant buffers aligned to 16 bytes (``Buffer.data``,
@@ -113,9 +114,12 @@ def write_model(path: str | Path, model) -> int:
 
 
 def _names_by_index(model):
-    for sub in model.subgraphs or []:
+    """Each tensor named by its index (``"7"``), prefixed by its subgraph's after the first (``"2.7"``):
+    unique in the whole file, as ai-edge-quantizer requires of a file with a ``WHILE`` loop."""
+    for k, sub in enumerate(model.subgraphs or []):
+        prefix = f"{k}." if k else ""
         for i, tensor in enumerate(sub.tensors or []):
-            tensor.name = str(i)
+            tensor.name = f"{prefix}{i}".encode()
     return model
 
 
