@@ -58,17 +58,12 @@ def _cli(*args: str):
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(tmp_path_factory) -> Path:
-    """A tiny digits ODE-Net (8 channels, RK4 x 2 steps) trained for real and exported with --quantize int8."""
+def int8_bundle(digits_int8_bundle) -> Path:
+    """The session's digits ODE-Net (tests/conftest.py: trained for real, exported with --quantize int8), not a
+    second training and export of its own (that cost ~55 s of the suite; the CLI path of the int8 export is
+    tested in tests/test_int8.py)."""
     pytest.importorskip("edgeode.runtime.tflm", reason="the host tflm backend (issue 13) is not on this branch")
-    for mod in ("tflite_micro", "ai_edge_quantizer", "litert_torch", "torch"):
-        pytest.importorskip(mod, reason=f"an int8 export needs {mod}")
-    root = tmp_path_factory.mktemp("fw-int8")
-    run = _cli("train", "-o", str(root / "run"), "--width", "8", "--steps", "2", "--epochs", "4", "-q")
-    assert run.returncode == 0, run.stderr[-2000:]
-    out = _cli("export", str(root / "run"), "-o", str(root / "bundle"), "--formats", "tflite", "--quantize", "int8", "-q")
-    assert out.returncode == 0, out.stderr[-2000:]
-    return root / "bundle"
+    return digits_int8_bundle
 
 
 def _sample_arrays(text: str, name: str) -> np.ndarray:
