@@ -69,8 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        # Inside the guard: building the parser imports every command module (~0.1 s), and a Ctrl-C that
+        # lands then should end like one that lands later, with one line and 130, not a traceback.
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("edgeode: interrupted", file=sys.stderr)
+        return 130
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -147,3 +147,24 @@ def test_progress_in_a_log_is_one_clean_line_per_stage():
         bar.set_description("x")
         bar.update()
     assert quiet.getvalue() == ""
+
+
+def test_ctrl_c_while_the_commands_import_is_one_line_not_a_traceback():
+    """A real SIGINT delivered while ``main`` builds its parser (importing the command modules, the first
+    ~0.1 s of every command) ends with one line and exit 130, as a Ctrl-C later in the run does."""
+    code = f"""
+import importlib.abc, os, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+class Interrupt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "edgeode.commands.export":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)  # the KeyboardInterrupt surfaces inside this import
+        return None
+sys.meta_path.insert(0, Interrupt())
+from edgeode.cli import main
+sys.exit(main(["devices"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["edgeode: interrupted"] and "Traceback" not in proc.stderr
