@@ -136,4 +136,13 @@ def test_profiles_agree_and_scale_by_the_same_factor(onnx_bundles):
         assert lo <= d["latency_ms"]["p50"] <= hi and 0 <= u["p50_relative"] < 1
     p50 = sorted(d["latency_ms"]["p50"] for d in runs)
     # the two closest of three: a burst of other work on a shared CI machine can slow one whole window
-    assert min(p50[1] / p50[0], p50[2] / p50[1]) < 1.10, p50
+    closest = min(p50[1] / p50[0], p50[2] / p50[1])
+    load = max((d["host_load_average"] or 0.0) for d in runs)
+    if closest >= 1.10 and load >= hostinfo.cpu_count() - 0.5:
+        # Other jobs held the CPUs beyond this test's own (measured: at load ~2 on the 2-core Xeon, with a
+        # second test run beside the suite, three profiles gave 2.21 / 2.46 / 3.59 ms): no window saw an
+        # undisturbed run, and the profile says so. Stability is a claim about a host with a free core.
+        assert all(any("the host was busy" in n for n in d["notes"]) for d in runs if d["host_load_average"] > hostinfo.cpu_count())
+        pytest.skip(f"host busy (load average up to {load:.1f} on {hostinfo.cpu_count()} CPUs): estimates {p50} "
+                    "cannot be compared; rerun on a host with a free core")
+    assert closest < 1.10, (p50, load)
