@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from edgeode.errors import ConfigError, DataError, ParityError
-from edgeode.export.decomp_cache import cached_cia_ops
+from edgeode.export.decomp_cache import cached_cia_ops, cached_onnx_registry
 from edgeode.export.parity import check_parity, open_gate_session, tolerance_for
 from edgeode.export.plan import Job, plan_jobs, prepare
 from edgeode.export.record import write_record
@@ -187,6 +187,7 @@ def _torch_threads(n: int):
 
 @_torch_threads(1)
 @cached_cia_ops()  # one scan of torch's op registry for all the conversions of this export
+@cached_onnx_registry()  # one torchlib translation table for all the ONNX files of this export
 def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,
                  quantize: tuple[str, ...] = (), tolerance: float | None = None, progress: bool = True,
                  overwrite: bool = False) -> Manifest:
