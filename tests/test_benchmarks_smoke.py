@@ -52,6 +52,13 @@ def test_inference_quick_spiral(tmp_path: Path) -> None:
     assert ours and all("error" not in r for r in ours), ours
     # The edgeode worker matched torchdiffeq's output and never imported torch.
     assert all(r["check"]["equal"] and not r["imported_torch"] for r in ours)
+    # Every figure of issue 16's table is a target with its goal; what this run did not measure is null.
+    targets = {t["figure"]: t for t in data["targets"]}
+    b32 = next(t for f, t in targets.items() if "batch 32 latency" in f and "best backend" in f)
+    assert (b32["op"], b32["threshold"], b32["measured"], b32["met"]) == (">=", 1.6, None, None)
+    spiral = next(t for f, t in targets.items() if f.startswith("spiral"))
+    assert spiral["measured"] > 0 and spiral["met"] in (True, False)
+    assert any("edgeode export" in f for f in targets) and any("ExecuTorch" in f for f in targets)
 
 
 def test_table1_memory_only(tmp_path: Path) -> None:
