@@ -2,7 +2,8 @@
 
 The contract test runs the command on a real trained run directory (exported to real ONNX files,
 measured by onnxruntime) and checks that the applied bundle, loaded by ``edgeode.runtime`` with no
-arguments, runs the picked configuration and reaches exactly the accuracy tune reported for it.
+arguments, runs the picked configuration and reaches exactly the accuracy tune reported for it on the
+test half of the held-out data (the pick used the validation half).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from edgeode.errors import BundleError, ConfigError
 from edgeode.runtime import load
 from edgeode.runtime.digest import verify_bundle
 from edgeode.runtime.manifest import Manifest, TunedSpec
+from edgeode.tune import heldout
 from edgeode.tune.frontier import Target, mark_frontiers, pick
 from edgeode.tune.sweep import ACCURACY_BATCH, Config, Measured, Sweep
 
-CONTRACT_KEYS = {"tableau", "steps", "precision", "accuracy", "latency_ms", "frontier"}
+CONTRACT_KEYS = {"tableau", "steps", "precision", "accuracy", "val_accuracy", "latency_ms", "frontier"}
 
 
 def _tune(capsys, *args: str) -> tuple[int, str, str]:
@@ -42,9 +44,8 @@ def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
 @pytest.mark.slow
 def test_contract_run_dir_json_and_apply(digits_run, tmp_path, capsys):
     """`edgeode tune RUN_DIR --device pi-4b --min-accuracy A --apply -o BUNDLE --json`: the JSON contract, and a
-    bundle whose accuracy measured by edgeode.runtime equals tune's figure for the picked configuration."""
-    from edgeode.train.data import load_dataset
-
+    bundle whose accuracy measured by edgeode.runtime on the test half equals tune's figure for the picked
+    configuration, picked by its validation figure."""
     out = tmp_path / "tuned"
     code, text, err = _tune(capsys, str(digits_run.path), "--device", "pi-4b", "--min-accuracy", "0.5", "--apply",
                             "-o", str(out), "--json", "--max-steps", "4")
@@ -55,16 +56,17 @@ def test_contract_run_dir_json_and_apply(digits_run, tmp_path, capsys):
     assert {c["tableau"] for c in configs} == {"euler", "midpoint", "heun", "rk4", "rk4_38"}
     assert {c["precision"] for c in configs} == {"float32", "int8-dynamic"}
     assert any(c["frontier"] for c in configs) and any(c["frontier_energy"] for c in configs)
-    for c in configs:  # a frontier configuration is dominated by none
+    for c in configs:  # a frontier configuration is dominated by none, on the validation figure it is chosen by
         if c["frontier"]:
-            assert not any(o["accuracy"] >= c["accuracy"] and o["latency_ms"] < c["latency_ms"] for o in configs)
+            assert not any(o["val_accuracy"] >= c["val_accuracy"] and o["latency_ms"] < c["latency_ms"] for o in configs)
     picked = d["picked"]
-    assert picked["accuracy"] >= 0.5
-    assert picked["latency_ms"] == min(c["latency_ms"] for c in configs if c["accuracy"] >= 0.5 and c["fits"])
+    assert picked["val_accuracy"] >= 0.5  # picked on validation ...
+    assert picked["latency_ms"] == min(c["latency_ms"] for c in configs if c["val_accuracy"] >= 0.5 and c["fits"])
+    halves = heldout.split(heldout.from_dataset("digits", None, SEED, "classifier"))
+    assert (d["val_samples"], d["samples"]) == (len(halves.val.x), len(halves.test.x)) == (180, 180)
 
     verify_bundle(out)  # the edited manifest is sealed again and every file's record still agrees
-    data = load_dataset("digits", seed=SEED)
-    x, y = data.x_test.numpy(), data.y_test.numpy()
+    x, y = halves.test.x, halves.test.y  # ... reported on the test half
     with load(out) as model:
         desc = model.describe()
         assert desc["tuned"] is True
@@ -73,6 +75,7 @@ def test_contract_run_dir_json_and_apply(digits_run, tmp_path, capsys):
         assert _accuracy(model, x, y) == picked["accuracy"]
     tuned = Manifest.read(out).tuned
     assert tuned.accuracy == picked["accuracy"] and tuned.samples == len(x)
+    assert tuned.measured["val_accuracy"] == picked["val_accuracy"] and tuned.measured["val_samples"] == 180
     with load(out, steps=7) as model:  # an explicit solve wins over the tuned one
         assert (model.steps, model.tableau.name, model.describe()["tuned"]) == (7, "rk4", False)
 
@@ -99,7 +102,7 @@ def test_bundle_with_npz_apply_and_errors(onnx_bundles, tmp_path, capsys):
                             "--solvers", "euler,rk4", "--json")
     assert code == 0, err
     d = json.loads(text)
-    assert d["samples"] == 40 and d["metric"] == "accuracy"
+    assert (d["val_samples"], d["samples"], d["metric"]) == (20, 20, "accuracy")
     fused = Manifest.read(src).find("fused", "onnx")
     takes_steps = any(s.name == "steps" for s in fused.inputs)
     for c in d["configs"]:  # the fused graph where it computes the solve (its rk4, its steps or a steps input)
@@ -113,8 +116,9 @@ def test_bundle_with_npz_apply_and_errors(onnx_bundles, tmp_path, capsys):
     assert "picked:" in text and f"wrote {out}" in text
     man = json.loads((out / "manifest.json").read_text())
     verify_bundle(out)
+    test = heldout.split(heldout.from_npz(npz)).test
     with load(out) as model:
-        assert model.describe()["tuned"] and _accuracy(model, x, y) == man["tuned"]["accuracy"]
+        assert model.describe()["tuned"] and _accuracy(model, test.x, test.y) == man["tuned"]["accuracy"]
     man["tuned"]["steps"] += 1
     (out / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(BundleError, match="changed since it was exported"):
@@ -134,10 +138,11 @@ def test_tuned_record_is_parsed_strictly(onnx_bundles):
 
 
 def _sweep(points: list[tuple[float, float, float]], fits: bool = True) -> Sweep:
-    res = [Measured(Config("rk4", i + 1, "float32", "fused", "onnxruntime"), acc, lat / 10, lat / 10, lat, en, en / 2,
+    res = [Measured(Config("rk4", i + 1, "float32", "fused", "onnxruntime"), acc - 0.5, acc, lat / 10, lat / 10, lat,
+                    en, en / 2,
                     fits, "fits" if fits else "does not fit pi-4b: needs 9 GB")
            for i, (acc, lat, en) in enumerate(points)]
-    return mark_frontiers(Sweep(res, "accuracy", 100, "test", "pi-4b", "estimate", 1))
+    return mark_frontiers(Sweep(res, "accuracy", 100, "test", "pi-4b", "estimate", 1, val_samples=100))
 
 
 def test_frontier_and_pick():
@@ -199,3 +204,34 @@ def test_tune_library_is_torch_free():
             "import edgeode.commands.tune\n"
             "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_split_halves_are_disjoint_and_fixed(tmp_path, capsys, onnx_bundles):
+    """The validation and test halves partition the held-out set, the same way every time; --val-data replaces
+    the split (the whole --data is then the test set); too few samples is a typed error."""
+    from edgeode.errors import DataError
+
+    rng = np.random.default_rng(1)
+    data = heldout.HeldOut(rng.standard_normal((11, 3)).astype(np.float32), np.arange(11), "synthetic")
+    a, b = heldout.split(data), heldout.split(data)
+    assert (len(a.val.x), len(a.test.x)) == (5, 6)
+    assert sorted(np.concatenate([a.val.y, a.test.y]).tolist()) == list(range(11))
+    assert np.array_equal(a.val.y, b.val.y) and np.all(np.diff(a.test.y) > 0)  # fixed, original order kept
+    with pytest.raises(DataError, match="at least 2"):
+        heldout.split(data.limit(1))
+
+    src = onnx_bundles.classifier.path
+    x = rng.standard_normal((12, *load(src).manifest.input.tensor.shape[1:])).astype(np.float32)
+    with load(src) as model:
+        y = model.predict(x).argmax(axis=1)
+    np.savez(tmp_path / "test.npz", x=x, y=y)
+    np.savez(tmp_path / "val.npz", x=x[:5], y=y[:5])
+    np.savez(tmp_path / "bad.npz", x=x[:5, ..., :4].copy(), y=y[:5])
+    base = [str(src), "--device", "pi-4b", "--data", str(tmp_path / "test.npz"), "--solvers", "euler",
+            "--max-steps", "2", "--precisions", "float32", "--json"]
+    code, text, err = _tune(capsys, *base, "--val-data", str(tmp_path / "val.npz"), "--no-prune")
+    assert code == 0, err
+    d = json.loads(text)
+    assert (d["val_samples"], d["samples"]) == (5, 12) and [c["steps"] for c in d["configs"]] == [1, 2]
+    code, _, err = _tune(capsys, *base, "--val-data", str(tmp_path / "bad.npz"))
+    assert code == 2 and "same kind" in err

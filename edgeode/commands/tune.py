@@ -20,18 +20,26 @@ accuracy on held-out data (dynamics: RMS trajectory error against an RK4 x 256 r
 the same field), host latency, and the device's estimated latency, energy per inference and fit
 (the same estimate as `edgeode profile`: host figures scaled, see `edgeode devices show NAME`).
 
-It prints the Pareto frontier (accuracy against estimated latency, and against energy). A target
-picks the cheapest configuration that meets it: --min-accuracy A (0.97 or 97 for 97%; dynamics:
---max-error E), or the most accurate one within --max-latency-ms L / --max-energy-mj E.
+Selection without bias: the held-out data are halved (a fixed seeded permutation: the same data give
+the same halves). Pruning, the frontier and the pick use the validation half; each configuration's
+reported accuracy is its figure on the test half, which took no part in choosing it. --val-data
+gives a separate validation set instead (the whole --data is then the test set).
+
+It prints the Pareto frontier (validation accuracy against estimated latency, and against energy). A
+target picks the cheapest configuration that meets it on validation: --min-accuracy A (0.97 or 97
+for 97%; dynamics: --max-error E), or the most accurate one within --max-latency-ms L /
+--max-energy-mj E.
 --apply -o BUNDLE writes a copy of the bundle that runs that configuration by default
 (`edgeode run`, `edgeode.runtime.load`), its manifest recording the configuration and the accuracy
-measured for it. The fused TFLite file is an unrolled solve and is not re-exported: where it cannot
-run the tuned steps the tuned bundle runs the solver loop (the manifest says mode: loop).
+measured for it (test) and the validation figure it was picked by. The fused ONNX graph takes the
+steps as an input; the float fused TFLite file is a WHILE loop whose steps were fixed at export (the
+int8 one an unrolled solve), and neither is re-exported: where a fused file cannot run the tuned
+tableau and steps, the tuned bundle runs the solver loop (the manifest says mode: loop).
 
 RUN_DIR (from `edgeode train`) is exported first, to a temporary bundle (--formats, --quantize as in
-`edgeode export`), and measured on its data set's test split, which training held out. A BUNDLE
-needs --data: an .npz file with arrays x (preprocessed float32 inputs) and y (labels), or a data
-set name with the --seed it was split with.
+`edgeode export`), and measured on its data set's test split, which training held out (halved into
+validation and test as above). A BUNDLE needs --data: an .npz file with arrays x (preprocessed
+float32 inputs) and y (labels), or a data set name with the --seed it was split with.
 """
 
 EXAMPLES = """\
@@ -55,10 +63,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="held-out data: an .npz with x (and y), or a data set name (default for RUN_DIR: its test split)")
     p.add_argument("--data-path", default=None, metavar="DIR", help="MNIST IDX directory for --data mnist")
     p.add_argument("--seed", type=int, default=0, help="split seed for --data NAME (default 0)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="measure accuracy on the first N held-out samples")
+    p.add_argument("--val-data", default=None, metavar="FILE.npz|NAME",
+                   help="a separate validation set to pick on (the whole --data is then the test set); default: "
+                        "the held-out data are halved into validation and test")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use the first N held-out samples (before halving; with --val-data, the first N of each)")
     p.add_argument("--solvers", type=_csv(tuple(tableau_names()), "solver"), default=None, metavar=",".join(tableau_names()),
                    help="tableaus to sweep (default: all)")
     p.add_argument("--max-steps", type=int, default=16, metavar="N", help="most steps per solver (default 16)")
+    p.add_argument("--no-prune", action="store_true",
+                   help="measure every step count up to --max-steps (the whole accuracy-vs-evaluations curve), not "
+                        "stopping a solver once its validation accuracy has saturated")
     p.add_argument("--precisions", type=_csv(("float32", "float16", "int8-dynamic", "int8-weight"), "precision"),
                    default=None, metavar="float32,...", help="precisions to sweep (default: every one the bundle has)")
     p.add_argument("--formats", type=_csv(("onnx", "tflite"), "format"), default=("onnx",), metavar="onnx,tflite",
@@ -83,7 +98,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_overwrite(p, "BUNDLE")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="write the frontier plot (needs matplotlib)")
     p.add_argument("--all", action="store_true", help="list every configuration measured, not only the frontier")
-    add_json(p, "one object: configs (each with tableau, steps, precision, accuracy, latency_ms, frontier), picked")
+    add_json(p, "one object: configs (each with tableau, steps, precision, val_accuracy, accuracy (test), latency_ms, "
+                "frontier), picked")
     add_quiet(p)
     p.set_defaults(func=run)
     return p
@@ -112,25 +128,41 @@ def _target(args, kind: str):
     return Target(floor, args.max_latency_ms, args.max_energy_mj)
 
 
+def _load_heldout(spec: str, args, kind: str):
+    from edgeode.tune import heldout
+
+    if spec.endswith(".npz"):
+        return heldout.from_npz(spec)
+    return heldout.from_dataset(spec, args.data_path, args.seed, kind)
+
+
 def _heldout(args, source: Path, is_run: bool, kind: str):
+    """The validation set tune picks on and the test set it reports (:class:`edgeode.tune.heldout.Split`)."""
     from edgeode.errors import ConfigError
     from edgeode.tune import heldout
 
-    if args.data is not None and args.data.endswith(".npz"):
-        data = heldout.from_npz(args.data)
-    elif args.data is not None:
-        data = heldout.from_dataset(args.data, args.data_path, args.seed, kind)
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be a positive number of samples, got {args.limit}")
+    if args.data is not None:
+        data = _load_heldout(args.data, args, kind)
     elif is_run:
         data = heldout.from_run(source, kind)
     else:
         raise ConfigError(f"{source} is a bundle: give the held-out data with --data FILE.npz (arrays x and y) or "
                           "--data NAME --seed N (the data set and split seed it was trained with)")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be a positive number of samples, got {args.limit}")
-    return data.limit(args.limit)
+    data = data.limit(args.limit)
+    if args.val_data is None:
+        return heldout.split(data)
+    val = _load_heldout(args.val_data, args, kind).limit(args.limit)
+    if val.x.shape[1:] != data.x.shape[1:]:
+        raise ConfigError(f"--val-data samples have shape {list(val.x.shape[1:])} but --data samples "
+                          f"{list(data.x.shape[1:])}: give validation data of the same kind as the test data")
+    return heldout.Split(val, data)
 
 
-def _acc(metric: str, v: float) -> str:
+def _acc(metric: str, v: float | None) -> str:
+    if v is None:
+        return "n/a"
     return f"{100 * v:6.2f}%" if metric == "accuracy" else f"{v:9.3g}"
 
 
@@ -143,23 +175,27 @@ def render(d: dict, show_all: bool) -> str:
     metric = d["metric"]
     rows = [c for c in d["configs"] if show_all or c["frontier"] or c["frontier_energy"]]
     rows.sort(key=lambda c: (c["latency_ms"] if c["latency_ms"] is not None else c["host_latency_ms"]))
-    lines = [f"tune {d['source']} for {d['device']}: {len(d['configs'])} configurations measured in {d['seconds']:.0f} s "
-             f"on {d['samples']} held-out samples ({d['data']})",
+    word = "acc." if metric == "accuracy" else "RMSE"
+    lines = [f"tune {d['source']} for {d['device']}: {len(d['configs'])} configurations measured in {d['seconds']:.0f} s",
+             f"picked on {d['val_samples']} validation samples ({d['val_data']}); reported on {d['samples']} test "
+             f"samples ({d['data']})",
              f"figures: {d['figures']}; {d['threads']} thread(s), batch 1",
              f"{'tableau':8s} {'steps':>5s} {'evals':>5s} {'precision':12s} {'mode':5s} "
-             f"{'accuracy' if metric == 'accuracy' else 'RMSE':>9s} {'est. ms':>8s} {'est. mJ':>8s} {'host ms':>8s} "
+             f"{'val ' + word:>9s} {'test ' + word:>9s} {'est. ms':>8s} {'est. mJ':>8s} {'host ms':>8s} "
              f"{'fits':4s} frontier"]
     for c in rows:
         marks = ",".join(m for m, on in (("latency", c["frontier"]), ("energy", c["frontier_energy"])) if on) or "-"
         lines.append(f"{c['tableau']:8s} {c['steps']:5d} {c['field_evaluations']:5d} {c['precision']:12s} {c['mode']:5s} "
-                     f"{_acc(metric, c['accuracy']):>9s} {_num(c['latency_ms']):>8s} {_num(c['energy_mj']):>8s} "
+                     f"{_acc(metric, c['val_accuracy']):>9s} {_acc(metric, c['accuracy']):>9s} "
+                     f"{_num(c['latency_ms']):>8s} {_num(c['energy_mj']):>8s} "
                      f"{_num(c['host_latency_ms']):>8s} {'yes' if c['fits'] else 'NO':4s} {marks}")
     if not show_all:
         lines.append(f"({len(d['configs']) - len(rows)} dominated configurations not shown: --all lists them)")
     p = d.get("picked")
     if p is not None:
         lines.append(f"picked: {p['tableau']} x {p['steps']} steps, {p['precision']} ({p['mode']} mode): "
-                     f"{_acc(metric, p['accuracy']).strip()}, est. {_num(p['latency_ms'])} ms, "
+                     f"{_acc(metric, p['val_accuracy']).strip()} on validation, {_acc(metric, p['accuracy']).strip()} "
+                     f"on test, est. {_num(p['latency_ms'])} ms, "
                      f"{_num(p['energy_mj'])} mJ on {d['device']}")
     if d.get("applied"):
         lines.append(f"wrote {d['applied']}: runs {p['tableau']} x {p['steps']} {p['precision']} by default "
@@ -201,9 +237,10 @@ def run(args) -> int:
         data = _heldout(args, source, is_run, kind)
         result = mark_frontiers(sweep(bundle, args.device, data, tableaus=args.solvers, max_steps=args.max_steps,
                                       precisions=args.precisions, threads=args.threads, seconds=args.seconds,
-                                      progress=not args.quiet))
+                                      prune=not args.no_prune, progress=not args.quiet))
         d = {"source": str(source), "device": result.device, "figures": result.figures, "metric": result.metric,
              "higher_is_better": result.higher_is_better, "samples": result.samples, "data": result.data,
+             "val_samples": result.val_samples, "val_data": result.val_data,
              "threads": result.threads, "seconds": result.seconds,
              "configs": [m.to_dict() for m in result.results], "picked": None, "applied": None, "plot": None,
              "notes": list(result.skipped)}

@@ -4,9 +4,10 @@ The copy has every file of the source bundle and a manifest with a ``tuned`` rec
 (:class:`~edgeode.runtime.manifest.TunedSpec`: tableau, steps, precision, mode and the accuracy tune
 measured for them), which :func:`edgeode.runtime.load` honours when the caller asks for no solve of its
 own. The solver the files were built with stays as it was: the files' contract records
-(:mod:`edgeode.runtime.contract`) still match, and the fused TFLite file (an unrolled solve) is not
-re-exported: where it cannot run the tuned steps the record says ``mode: loop``, the numpy solver loop
-around the field file. The copy is built in a staging directory, sealed like an export
+(:mod:`edgeode.runtime.contract`) still match, and no fused file is re-exported (the float fused
+TFLite file is a WHILE loop with its steps fixed at export, the int8 one an unrolled solve; the fused
+ONNX graph takes the steps as an input): where the fused file cannot run the tuned solve the record
+says ``mode: loop``, the numpy solver loop around the field file. The copy is built in a staging directory, sealed like an export
 (:func:`edgeode.runtime.digest.write_seal`), verified, and only then renamed into place.
 
 Standard library only (with the runtime's bundle reader).
@@ -29,12 +30,14 @@ __all__ = ["tuned_spec", "write_tuned_bundle"]
 
 
 def tuned_spec(sweep: Sweep, chosen: Measured) -> TunedSpec:
-    """The manifest record of ``chosen``, with what tune measured for it."""
+    """The manifest record of ``chosen``, with what tune measured for it: ``accuracy`` is its test figure (the
+    held-out samples it was not picked on); the validation figure it was picked by is in ``measured``."""
     c = chosen.config
     measured = {"device": sweep.device, "figures": sweep.figures, "data": sweep.data, "backend": c.backend,
                 "threads": sweep.threads, "latency_ms": chosen.latency_ms, "energy_mj": chosen.energy_mj,
                 "host_latency_ms": chosen.host_latency_ms, "field_evaluations": c.field_evaluations,
-                "fits": chosen.fits}
+                "fits": chosen.fits, "val_accuracy": chosen.val_accuracy, "val_samples": sweep.val_samples,
+                "val_data": sweep.val_data}
     return TunedSpec(c.tableau, c.steps, c.precision, c.mode, chosen.accuracy, sweep.metric, sweep.samples, measured)
 
 

@@ -4,6 +4,10 @@ A configuration is on the latency frontier when no other one is at least as accu
 fast with one of the two strictly better (the non-dominated set, Pareto 1896; the usual definition in
 multi-objective design-space exploration). The energy frontier is the same with energy per inference.
 Costs are the device estimates (host figures where the scaling gives none: emulation).
+
+Both the frontier and the pick rank by the **validation** figure (``Measured.val_accuracy``); the test
+figure (``Measured.accuracy``) is what is reported for the configuration chosen, never what chose it
+(:mod:`edgeode.tune.heldout`).
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ def _frontier(sweep: Sweep, cost) -> set[int]:
         for j, b in enumerate(res):
             if i == j:
                 continue
-            as_good = sweep.better(b.accuracy, a.accuracy) and cost(b) <= cost(a)
-            strictly = b.accuracy != a.accuracy or cost(b) < cost(a)
+            as_good = sweep.better(b.val_accuracy, a.val_accuracy) and cost(b) <= cost(a)
+            strictly = b.val_accuracy != a.val_accuracy or cost(b) < cost(a)
             if as_good and strictly:
                 dominated = True
                 break
@@ -73,7 +77,7 @@ def _fmt_acc(sweep: Sweep, v: float) -> str:
 def pick(sweep: Sweep, target: Target) -> Measured:
     """The configuration that meets ``target``: with an accuracy floor, the cheapest (lowest estimated latency,
     then energy, then fewer field evaluations) among those meeting every bound; with cost ceilings only, the
-    most accurate within them (then the cheapest).
+    most accurate within them (then the cheapest). Accuracy here is the validation figure.
 
     Raises:
         ConfigError: nothing meets the target; the message gives the best figure that is achievable.
@@ -86,14 +90,14 @@ def pick(sweep: Sweep, target: Target) -> Measured:
         raise ConfigError(f"no configuration fits {sweep.device}: {res[0].fit_message}")
     problems = []
     if target.min_accuracy is not None:
-        best = max(m.accuracy for m in pool) if sweep.higher_is_better else min(m.accuracy for m in pool)
-        pool = [m for m in pool if sweep.better(m.accuracy, target.min_accuracy)]
+        vals = [m.val_accuracy for m in pool]
+        best = max(vals) if sweep.higher_is_better else min(vals)
+        pool = [m for m in pool if sweep.better(m.val_accuracy, target.min_accuracy)]
         if not pool:
             word = "accuracy" if sweep.higher_is_better else "trajectory error"
-            shown = target.min_accuracy if not sweep.higher_is_better else target.min_accuracy
-            raise ConfigError(f"no configuration reaches {word} {_fmt_acc(sweep, shown)} on the {sweep.samples} held-out "
-                              f"samples; the best achievable is {_fmt_acc(sweep, best)}: ask for at most that, or "
-                              "train a better model")
+            raise ConfigError(f"no configuration reaches {word} {_fmt_acc(sweep, target.min_accuracy)} on the "
+                              f"{sweep.val_samples} validation samples; the best achievable is {_fmt_acc(sweep, best)}: "
+                              "ask for at most that, or train a better model")
     for name, limit, cost, unit in (("latency", target.max_latency_ms, latency_of, "ms"),
                                     ("energy", target.max_energy_mj, energy_of, "mJ")):
         if limit is None:
@@ -103,7 +107,8 @@ def pick(sweep: Sweep, target: Target) -> Measured:
             low = min(pool, key=cost)
             problems.append(f"no configuration{' that meets the accuracy target' if target.min_accuracy is not None else ''} "
                             f"has an estimated {name} of at most {limit:g} {unit} on {sweep.device}; the lowest is "
-                            f"{cost(low):.3g} {unit} ({low.config.label()}, {_fmt_acc(sweep, low.accuracy)})")
+                            f"{cost(low):.3g} {unit} ({low.config.label()}, {_fmt_acc(sweep, low.val_accuracy)} "
+                            "on validation)")
         pool = within
         if not pool:
             raise ConfigError("; ".join(problems) + ": relax the bound")
@@ -114,4 +119,4 @@ def pick(sweep: Sweep, target: Target) -> Measured:
     if target.min_accuracy is not None:
         return min(pool, key=cheap)
     sign = -1 if sweep.higher_is_better else 1
-    return min(pool, key=lambda m: (sign * m.accuracy, *cheap(m)))
+    return min(pool, key=lambda m: (sign * m.val_accuracy, *cheap(m)))

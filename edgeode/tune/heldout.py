@@ -8,6 +8,13 @@ Three sources, one :class:`HeldOut`:
 * a data set name with a seed (``--data digits --seed 0``): the same, for a bundle;
 * an ``.npz`` file with ``x`` (inputs, float32, batch first) and, for a classifier, ``y`` (labels):
   torch-free, for tuning a bundle on the device side.
+
+Selection without bias: tune picks a configuration by its figure on a **validation** set and reports
+the chosen one's figure on a **test** set it did not pick on (picking and reporting on the same samples
+would report the winner of many tries, biased upward). :func:`split` makes the two from one held-out
+set, deterministically: a permutation of the sample indices seeded with :data:`SPLIT_SEED`, the first
+half (rounded down) validation, the rest test, each kept in its original order. A separate validation
+set (``--val-data``) replaces the split; the whole ``--data`` is then the test set.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ import numpy as np
 
 from edgeode.errors import DataError
 
-__all__ = ["HeldOut", "from_npz", "from_dataset", "from_run"]
+__all__ = ["HeldOut", "Split", "split", "from_npz", "from_dataset", "from_run", "SPLIT_SEED"]
+
+#: Seed of the permutation :func:`split` halves a held-out set by (fixed: the same data give the same halves).
+SPLIT_SEED = 17
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,32 @@ class HeldOut:
         if n is None or n >= len(self.x):
             return self
         return HeldOut(self.x[:n], None if self.y is None else self.y[:n], f"{self.source}, first {n}")
+
+
+    def take(self, idx: np.ndarray, what: str) -> HeldOut:
+        """The samples at indices ``idx``, described as ``what`` of this set."""
+        return HeldOut(self.x[idx], None if self.y is None else self.y[idx], f"{self.source}: {what}")
+
+
+@dataclass(frozen=True)
+class Split:
+    """The set a configuration is picked on (``val``) and the set its reported figure comes from (``test``)."""
+
+    val: HeldOut
+    test: HeldOut
+
+
+def split(data: HeldOut, seed: int = SPLIT_SEED) -> Split:
+    """Halve ``data`` into validation and test (see the module docstring); at least 2 samples."""
+    n = len(data.x)
+    if n < 2:
+        raise DataError(f"held-out data from {data.source} has {n} sample: tune needs at least 2, one half to pick a "
+                        "configuration on and one to report its accuracy on (or pass --val-data for the picking)")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = n // 2
+    val, test = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    return Split(data.take(val, f"validation half ({n_val} of {n}, split seed {seed})"),
+                 data.take(test, f"test half ({n - n_val} of {n}, split seed {seed})"))
 
 
 def from_npz(path: str | Path) -> HeldOut:

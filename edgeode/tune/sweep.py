@@ -7,7 +7,9 @@ graph where it can run that solve, else the numpy loop around the field) and mea
 
 * **accuracy** on held-out samples (classifiers: the fraction classified right; dynamics: the RMS
   trajectory error at the configuration's grid points against a fine reference solve of the same field,
-  RK4 at :data:`REFERENCE_STEPS` steps, lower is better);
+  RK4 at :data:`REFERENCE_STEPS` steps, lower is better), twice: on the validation set (``val_accuracy``,
+  what pruning, the frontier and the pick use) and on the test set (``accuracy``, what is reported for
+  the chosen configuration: it played no part in choosing it; :mod:`edgeode.tune.heldout`);
 * **host latency** of batch-1 inferences, timed in this process for about ``seconds`` per configuration,
   reduced to the profiler's basis (:func:`edgeode.devices.profiler.host_basis`: the host's undisturbed
   latency and CPU time);
@@ -16,9 +18,10 @@ graph where it can run that solve, else the numpy loop around the field) and mea
   whether it **fits** (:func:`edgeode.devices.profiler.fit_verdict` on the measured runtime floor plus the
   files the configuration loads, and the bundle's size).
 
-Pruning: steps grow from 1 for each (tableau, precision) and stop once accuracy has saturated (the best
-figure did not improve by more than ``saturation`` over the last :data:`PATIENCE` steps): more steps only
-cost time from there. Torch-free (numpy and the runtime's backends).
+Pruning: steps grow from 1 for each (tableau, precision) and stop once validation accuracy has saturated
+(the best figure did not improve by more than ``saturation`` over the last :data:`PATIENCE` steps): more
+steps only cost time from there. ``prune=False`` measures every step count up to ``max_steps`` (the whole
+accuracy-vs-evaluations curve). Torch-free (numpy and the runtime's backends).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 from edgeode.errors import ConfigError, SolverError
 from edgeode.runtime.manifest import Manifest
 from edgeode.tableaus import TABLEAUS
-from edgeode.tune.heldout import HeldOut
+from edgeode.tune.heldout import HeldOut, Split
 
 __all__ = ["Config", "Measured", "Sweep", "deploy_mode", "measure_accuracy", "sweep", "REFERENCE_STEPS", "PATIENCE",
            "DEFAULT_MAX_STEPS", "SWEPT_PRECISIONS", "ACCURACY_BATCH"]
@@ -73,6 +76,7 @@ class Measured:
 
     config: Config
     accuracy: float
+    val_accuracy: float
     host_latency_ms: float
     host_cpu_ms: float
     latency_ms: float | None
@@ -98,13 +102,15 @@ class Sweep:
 
     results: list[Measured]
     metric: str  # "accuracy" (higher is better) or "trajectory_rmse" (lower is better)
-    samples: int
+    samples: int  # test samples (the reported figure)
     data: str
     device: str
     figures: str
     threads: int
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    val_samples: int = 0
+    val_data: str = ""
 
     @property
     def higher_is_better(self) -> bool:
@@ -165,24 +171,29 @@ def _time_model(model: Any, x1: np.ndarray, seconds: float, min_runs: int = 20) 
 
 
 class _Reference:
-    """The dynamics reference: RK4 with :data:`REFERENCE_STEPS` steps in float32 loop mode, at any config's grid."""
+    """The dynamics reference: RK4 with :data:`REFERENCE_STEPS` steps in float32 loop mode, at any config's grid,
+    for each held-out set (:meth:`on`)."""
 
-    def __init__(self, bundle: Path, data: HeldOut, threads: int | None):
+    def __init__(self, bundle: Path, threads: int | None):
         from edgeode.runtime import load
 
         self.model = load(bundle, mode="loop", precision="float32", tableau="rk4", steps=REFERENCE_STEPS, threads=threads)
-        self.data = data
-        self.cache: dict[int, np.ndarray] = {}
+        self.cache: dict[tuple[int, int], np.ndarray] = {}
         sol = self.model.manifest.solver
         self.t0, self.t1 = sol.t0, sol.t1
 
-    def __call__(self, steps: int) -> np.ndarray:
-        if steps not in self.cache:
+    def on(self, data: HeldOut) -> Callable[[int], np.ndarray]:
+        """``steps -> reference states`` for ``data`` (what :func:`measure_accuracy` takes)."""
+        return lambda steps: self._states(data, steps)
+
+    def _states(self, data: HeldOut, steps: int) -> np.ndarray:
+        key = (id(data), steps)
+        if key not in self.cache:
             grid = np.linspace(self.t0, self.t1, steps + 1)
-            self.cache[steps] = np.concatenate(
-                [self.model.solve(self.data.x[i:i + ACCURACY_BATCH], times=grid)[1:] for i in range(0, len(self.data.x), ACCURACY_BATCH)],
+            self.cache[key] = np.concatenate(
+                [self.model.solve(data.x[i:i + ACCURACY_BATCH], times=grid)[1:] for i in range(0, len(data.x), ACCURACY_BATCH)],
                 axis=1).astype(np.float64)
-        return self.cache[steps]
+        return self.cache[key]
 
     def close(self) -> None:
         self.model.close()
@@ -194,10 +205,11 @@ def _floor_mb(backend: str, threads: int) -> float:
     return run_child(["floor", "--backend", backend, "--threads", str(threads)], timeout=120).peak_rss_mb
 
 
-def sweep(bundle: str | Path, device: str, data: HeldOut, *, tableaus: tuple[str, ...] | None = None,
+def sweep(bundle: str | Path, device: str, data: Split, *, tableaus: tuple[str, ...] | None = None,
           max_steps: int = DEFAULT_MAX_STEPS, precisions: tuple[str, ...] | None = None, threads: int | None = None,
-          seconds: float = 0.1, saturation: float | None = None, progress: bool = True) -> Sweep:
-    """Measure every configuration of ``bundle`` for ``device`` on ``data`` (see the module docstring).
+          seconds: float = 0.1, saturation: float | None = None, prune: bool = True, progress: bool = True) -> Sweep:
+    """Measure every configuration of ``bundle`` for ``device`` on ``data.val`` (picking) and ``data.test``
+    (reporting) (see the module docstring).
 
     ``saturation``: the smallest gain that counts (default: 0.25 point of accuracy for classifiers, 1% of
     the error for dynamics).
@@ -235,7 +247,7 @@ def sweep(bundle: str | Path, device: str, data: HeldOut, *, tableaus: tuple[str
         raise ConfigError(f"unknown solver(s) {unknown}; choose from {', '.join(TABLEAUS)}")
     kind = manifest.kind
     metric = "accuracy" if kind == "classifier" else "trajectory_rmse"
-    if kind == "classifier" and data.y is None:
+    if kind == "classifier" and (data.val.y is None or data.test.y is None):
         raise ConfigError("a classifier's accuracy needs labels: the held-out data has no y")
     if saturation is None:
         saturation = 0.0025 if kind == "classifier" else 0.01
@@ -257,8 +269,8 @@ def sweep(bundle: str | Path, device: str, data: HeldOut, *, tableaus: tuple[str
     scaling = decide_scaling(profile)
     bundle_mb = dir_size_mb(bundle)
     floors = {b: _floor_mb(b, threads) for b in set(backends.values())}
-    reference = _Reference(bundle, data, threads) if kind == "dynamics" else None
-    x1 = data.x[:1]
+    reference = _Reference(bundle, threads) if kind == "dynamics" else None
+    x1 = data.test.x[:1]
     results: list[Measured] = []
     bar = Stages("tune", len(backends) * len(tableaus), enabled=progress, unit="solver")
     try:
@@ -278,7 +290,7 @@ def sweep(bundle: str | Path, device: str, data: HeldOut, *, tableaus: tuple[str
                     if res is None:  # diverged: more steps may well converge
                         skipped.append(f"{config.label()}: the solve diverged (NaN/Inf)")
                         continue
-                    acc, wall, cpu = res
+                    val_acc, acc, wall, cpu = res
                     basis = host_basis(wall, cpu)
                     cpu_s = (basis.cpu_ms if basis.cpu_ms is not None else basis.latency_ms["p50"]) / 1e3
                     t = device_timings(profile, scaling, basis.latency_ms, cpu_s)
@@ -287,17 +299,17 @@ def sweep(bundle: str | Path, device: str, data: HeldOut, *, tableaus: tuple[str
                     fit = fit_verdict(profile, floors[backend] + used_mb, bundle_mb,
                                       "static: the runtime floor (measured in a child process) + the files this "
                                       "configuration loads; storage: the whole bundle")
-                    results.append(Measured(config, acc, basis.latency_ms["p50"], cpu_s * 1e3,
+                    results.append(Measured(config, acc, val_acc, basis.latency_ms["p50"], cpu_s * 1e3,
                                             t.latency_ms["p50"] if t.latency_ms else None,
                                             t.energy.with_idle_mj if t.energy else None,
                                             t.energy.dynamic_mj if t.energy else None, fit.fits, fit.message))
                     if best is None:
-                        best = acc
+                        best = val_acc
                         continue
-                    gain = acc - best if metric == "accuracy" else (best - acc) / max(best, 1e-12)
-                    best = max(best, acc) if metric == "accuracy" else min(best, acc)
+                    gain = val_acc - best if metric == "accuracy" else (best - val_acc) / max(best, 1e-12)
+                    best = max(best, val_acc) if metric == "accuracy" else min(best, val_acc)
                     since = 0 if gain > saturation else since + 1
-                    if since >= PATIENCE:
+                    if prune and since >= PATIENCE:
                         break
                 bar.update()
     finally:
@@ -306,16 +318,17 @@ def sweep(bundle: str | Path, device: str, data: HeldOut, *, tableaus: tuple[str
             reference.close()
     if not results:
         raise ConfigError("no configuration could be measured: " + "; ".join(skipped))
-    return Sweep(results, metric, len(data.x), data.source, profile.name, scaling.label, threads, skipped,
-                 time.perf_counter() - start)
+    return Sweep(results, metric, len(data.test.x), data.test.source, profile.name, scaling.label, threads, skipped,
+                 time.perf_counter() - start, len(data.val.x), data.val.source)
 
 
-def _measure(model: Any, config: Config, data: HeldOut, reference: Any, x1: np.ndarray,
-             seconds: float) -> tuple[float, list[float], list[float]] | None:
+def _measure(model: Any, config: Config, data: Split, reference: _Reference | None, x1: np.ndarray,
+             seconds: float) -> tuple[float, float, list[float], list[float]] | None:
+    """(validation figure, test figure, wall ms, CPU ms) of one loaded configuration; None where it diverged."""
     with model:
         try:
-            acc = measure_accuracy(model, data, reference)
+            val_acc, acc = (measure_accuracy(model, d, reference.on(d) if reference else None) for d in (data.val, data.test))
         except SolverError:
             return None
         wall, cpu = _time_model(model, x1, seconds)
-    return acc, wall, cpu
+    return val_acc, acc, wall, cpu
