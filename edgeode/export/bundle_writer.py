@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,7 +44,8 @@ from edgeode.runtime.manifest import (
 from edgeode.train.data import Dataset, dataset_for
 from edgeode.train.models import ModelConfig, count_parameters
 
-__all__ = ["ExportSource", "export_model", "export_run", "FORMATS", "QUANTIZATIONS"]
+__all__ = ["ExportSource", "BundleBuild", "export_model", "export_run", "staged_bundle", "check_options",
+           "tool_versions", "FORMATS", "QUANTIZATIONS"]
 
 FORMATS = ("onnx", "tflite")
 QUANTIZATIONS = ("int8-dynamic", "int8-weight", "float16", "int8")
@@ -76,7 +79,7 @@ class ExportSource:
     calibration_split: str = "train"
 
 
-def _check_options(formats, tflite_batch, quantize, tolerance) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def check_options(formats, tflite_batch, quantize, tolerance) -> tuple[tuple[str, ...], tuple[str, ...]]:
     formats = tuple(dict.fromkeys(formats))
     if not formats:
         raise ConfigError(f"no export format given; choose from {', '.join(FORMATS)}")
@@ -107,7 +110,7 @@ def _prepare_destination(out_dir: Path, overwrite: bool) -> Path:
         raise ConfigError(f"cannot write the bundle beside {out_dir} ({exc}); choose a writable -o path") from None
 
 
-def _tool_versions() -> dict:
+def tool_versions() -> dict:
     from importlib import metadata
 
     tools = {"python": sys.version.split()[0]}
@@ -168,6 +171,68 @@ def _build_artifact(job: Job, tmp: Path, bound_scale: float, timings: dict, skel
                    parity_tolerance=result.bound)
 
 
+@dataclass
+class BundleBuild:
+    """A bundle being written in its staging directory ``tmp`` (see :func:`staged_bundle`).
+
+    ``skeleton`` is the manifest without its artifacts (each file records it about itself); ``timings``
+    receives each file's build seconds (the dict the skeleton's model section shows).
+    """
+
+    tmp: Path
+    skeleton: Manifest
+    timings: dict
+    tolerance: float | None
+    bar: Any
+    artifacts: list[Artifact] = field(default_factory=list)
+    manifest: Manifest | None = None
+
+    def build(self, jobs: list[Job]) -> None:
+        """Build, record and gate each of ``jobs`` (each at its precision's tolerance) into the bundle."""
+        self.bar.total += len(jobs)
+        for job in jobs:
+            self.bar.set_postfix_str(job.path)
+            self.artifacts.append(_build_artifact(job, self.tmp, tolerance_for(job.precision, self.tolerance),
+                                                  self.timings, self.skeleton))
+            self.bar.update()
+
+    def write_manifest(self, manifest: Manifest | None = None) -> Manifest:
+        """Write ``manifest`` (default: the skeleton with the files built so far) as the bundle's manifest.json."""
+        self.manifest = manifest or replace(self.skeleton, artifacts=tuple(self.artifacts))
+        (self.tmp / MANIFEST_NAME).write_text(self.manifest.to_json(), encoding="utf-8")
+        return self.manifest
+
+
+@contextlib.contextmanager
+def staged_bundle(out_dir: str | Path, overwrite: bool, skeleton: Manifest, timings: dict,
+                  tolerance: float | None = None, progress: bool = True) -> Iterator[BundleBuild]:
+    """Write a bundle at ``out_dir`` in a staging directory beside it; the block builds the files
+    (:meth:`BundleBuild.build`). When the block ends, the manifest is written (unless the block wrote its
+    own), the bundle sealed, read back by the strict reader and renamed into place; if anything fails
+    (a parity gate, a converter, Ctrl-C), nothing is left at ``out_dir`` and an old bundle there survives.
+
+    Raises:
+        ConfigError: ``out_dir`` is not a directory, is not empty and ``overwrite`` is false, or is unwritable.
+    """
+    from edgeode.progress import Stages
+
+    out_dir = Path(out_dir).expanduser()
+    tmp = _prepare_destination(out_dir, overwrite)
+    try:
+        bar = Stages("export", 0, enabled=progress, unit="file")
+        bundle = BundleBuild(tmp, skeleton, timings, tolerance, bar)
+        yield bundle
+        bar.close()
+        if bundle.manifest is None:
+            bundle.write_manifest()
+        write_seal(tmp)
+        verify_bundle(tmp)  # the strict reader accepts what we wrote: checksums, records, seal
+        commit_dir(tmp, out_dir)
+    except BaseException:
+        discard_dir(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def _torch_threads(n: int):
     """torch's intra-op thread count set to ``n`` for the block (then restored).
@@ -197,7 +262,7 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
         ConfigError: bad option, or ``out_dir`` is not empty and ``overwrite`` is false.
         ExportError: a converter failed. ParityError: an artifact disagrees with torch.
     """
-    formats, quantize = _check_options(formats, tflite_batch, quantize, tolerance)
+    formats, quantize = check_options(formats, tflite_batch, quantize, tolerance)
     if quantize:
         from edgeode.export.quantize import check_quantize
 
@@ -214,57 +279,30 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
     with torch.no_grad():
         prepared = prepare(source.model, cfg.arch, _sample_inputs(source))
     jobs = plan_jobs(prepared, formats, tflite_batch)
-    tmp = _prepare_destination(out_dir, overwrite)
     timings: dict[str, float] = {}
-    artifacts: list[Artifact] = []
-    skeleton = _manifest(source, prepared, artifacts, timings)  # what every file records about itself
-    try:
-        from edgeode.progress import Stages
-
-        bar = Stages("export", len(jobs), enabled=progress, unit="file")
-        for job in jobs:
-            bar.set_postfix_str(job.path)
-            artifacts.append(_build_artifact(job, tmp, tolerance_for("float32", tolerance), timings, skeleton))
-            bar.update()
+    skeleton = _manifest(source, prepared, timings)  # what every file records about itself
+    with staged_bundle(out_dir, overwrite, skeleton, timings, tolerance, progress) as bundle:
+        bundle.build(jobs)
         if quantize:
             from edgeode.export.quantize import quantized_jobs
 
-            qjobs = quantized_jobs(jobs, quantize, tmp)
-            bar.total += len(qjobs)
-            for job in qjobs:
-                bar.set_postfix_str(job.path)
-                artifacts.append(_build_artifact(job, tmp, tolerance_for(job.precision, tolerance), timings, skeleton))
-                bar.update()
+            bundle.build(quantized_jobs(jobs, quantize, bundle.tmp))
         calibration = None
         if "int8" in quantize:
             from edgeode.export.int8 import calibration_sets, int8_jobs
 
             calibration = calibration_sets(prepared, source.calibration, tflite_batch)
-            ijobs = int8_jobs(jobs, prepared, calibration, source.heldout[0][:8], tmp)
-            bar.total += len(ijobs)
-            for job in ijobs:
-                bar.set_postfix_str(job.path)
-                artifacts.append(_build_artifact(job, tmp, tolerance_for("int8", tolerance), timings, skeleton))
-                bar.update()
-        bar.close()
-        manifest = replace(skeleton, artifacts=tuple(artifacts))
-        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+            bundle.build(int8_jobs(jobs, prepared, calibration, source.heldout[0][:8], bundle.tmp))
+        manifest = bundle.write_manifest()
         if calibration is not None:  # accuracy through the runtime's tflm backend, on the bundle as written
             from edgeode.export.int8 import mcu_info
 
-            manifest = replace(manifest, mcu=mcu_info(tmp, manifest, prepared, calibration, source.heldout,
-                                                   source.calibration_split))
-            (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-        write_seal(tmp)
-        verify_bundle(tmp)  # the strict reader accepts what we wrote: checksums, records, seal
-        commit_dir(tmp, out_dir)
-    except BaseException:
-        discard_dir(tmp)
-        raise
+            manifest = bundle.write_manifest(replace(manifest, mcu=mcu_info(
+                bundle.tmp, manifest, prepared, calibration, source.heldout, source.calibration_split)))
     return manifest
 
 
-def _manifest(source: ExportSource, p, artifacts: list[Artifact], timings: dict) -> Manifest:
+def _manifest(source: ExportSource, p, timings: dict) -> Manifest:
     cfg = source.config
     model_info = {
         "arch": cfg.arch,
@@ -284,8 +322,8 @@ def _manifest(source: ExportSource, p, artifacts: list[Artifact], timings: dict)
     solver = None
     if p.tableau is not None:
         solver = SolverSpec(p.tableau, p.t0, p.t1, p.steps, (None, *p.state_shape))
-    return Manifest(kind=p.kind, model=model_info, input=inp, output=out, solver=solver, artifacts=tuple(artifacts),
-                    tools=_tool_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return Manifest(kind=p.kind, model=model_info, input=inp, output=out, solver=solver, artifacts=(),
+                    tools=tool_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,

@@ -12,7 +12,6 @@ their normalisation, the maximum step and the tableau (:class:`~edgeode.runtime.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,13 +20,10 @@ import torch
 from torch import nn
 
 from edgeode.errors import ConfigError, DataError
-from edgeode.export.bundle_writer import _build_artifact, _check_options, _prepare_destination, _tool_versions
-from edgeode.export.parity import ParityCase, tolerance_for
+from edgeode.export.bundle_writer import check_options, staged_bundle, tool_versions
+from edgeode.export.parity import ParityCase
 from edgeode.export.plan import Job
-from edgeode.fsutil import commit_dir, discard_dir
-from edgeode.runtime.digest import verify_bundle, write_seal
 from edgeode.runtime.manifest import (
-    MANIFEST_NAME,
     InputSpec,
     Manifest,
     OutputSpec,
@@ -124,7 +120,7 @@ def _manifest(run: SeriesRun, timings: dict) -> Manifest:
         output=OutputSpec(TensorSpec("logits", (None, cfg.num_classes)), tuple(info["labels"])),
         # one step of max_step: (t1 - t0) / steps is the largest step the device takes across a gap
         solver=SolverSpec(get_tableau(cfg.solver), 0.0, float(cfg.max_step), 1, (None, cfg.hidden)),
-        artifacts=(), tools=_tool_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        artifacts=(), tools=tool_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         series=spec,
     )
 
@@ -138,7 +134,7 @@ def export_series_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[s
         ConfigError: a baseline run (only the ODE-RNN streams), a quantization (float32 only), bad options.
         ParityError: a file disagrees with torch. ExportError: a converter failed.
     """
-    formats, quantize = _check_options(formats, 1, quantize, tolerance)
+    formats, quantize = check_options(formats, 1, quantize, tolerance)
     if quantize:
         raise ConfigError(f"--quantize {','.join(quantize)}: series bundles are float32 only for now; export without "
                           "--quantize")
@@ -154,27 +150,9 @@ def export_series_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[s
         h_real, x_real = torch.zeros(0, run.config.model.hidden), torch.zeros(0, run.config.model.channels)
     h = torch.cat([h_real, torch.randn(8, run.config.model.hidden, generator=rng)])
     x = torch.cat([x_real, torch.randn(8, run.config.model.channels, generator=rng)])
-    out_dir = Path(out_dir).expanduser()
     timings: dict[str, float] = {}
     skeleton = _manifest(run, timings)
     jobs = _jobs(run.model, h, x, formats)
-    tmp = _prepare_destination(out_dir, overwrite)
-    try:
-        from edgeode.progress import Stages
-
-        bar = Stages("export", len(jobs), enabled=progress, unit="file")
-        artifacts = []
-        for job in jobs:
-            bar.set_postfix_str(job.path)
-            artifacts.append(_build_artifact(job, tmp, tolerance_for("float32", tolerance), timings, skeleton))
-            bar.update()
-        bar.close()
-        manifest = replace(skeleton, artifacts=tuple(artifacts))
-        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-        write_seal(tmp)
-        verify_bundle(tmp)
-        commit_dir(tmp, out_dir)
-    except BaseException:
-        discard_dir(tmp)
-        raise
-    return manifest
+    with staged_bundle(out_dir, overwrite, skeleton, timings, tolerance, progress) as bundle:
+        bundle.build(jobs)
+    return bundle.manifest

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from edgeode.fsutil import atomic_write_json, commit_dir, discard_dir, make_stag
 from edgeode.names import SCHEDULES
 from edgeode.train.data import DATASETS
 from edgeode.train.models import ModelConfig, build_model
+from edgeode.train.options import checked_options
 
 __all__ = [
     "TrainConfig",
@@ -106,13 +107,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"a train config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown train option(s) {sorted(unknown)}; known: {sorted(known)}")
-        data = dict(data)
+        data = checked_options(cls, data, "train")
         if "model" in data:
             data["model"] = ModelConfig.from_dict(data["model"])
         return cls(**data)

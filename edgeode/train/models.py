@@ -17,7 +17,7 @@ Following Chen et al. 2018 (§7.1, Table 1) as implemented in torchdiffeq's ``ex
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -26,6 +26,7 @@ from edgeode.errors import ConfigError
 from edgeode.names import ARCHS
 from edgeode.tableaus import get_tableau
 from edgeode.train.fields import ConvField, SpiralField, norm
+from edgeode.train.options import checked_options
 from edgeode.train.solver import VectorField, check_steps, solve
 
 __all__ = ["ARCHS", "ModelConfig", "ODEBlock", "ODENet", "ResNet", "VGG", "SpiralODE", "build_model", "count_parameters"]
@@ -74,11 +75,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown model option(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return cls(**checked_options(cls, data, "model"))
 
 
 class ODEBlock(nn.Module):

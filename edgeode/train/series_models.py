@@ -20,7 +20,7 @@ Gradients flow by backprop through the solver (see README, *Sensor time series*,
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from edgeode.errors import ConfigError
 from edgeode.names import SERIES_ARCHS
 from edgeode.runtime.loop import interval_steps
 from edgeode.tableaus import get_tableau
+from edgeode.train.options import checked_options
 from edgeode.train.series_data import Series
 from edgeode.train.solver import rk_step
 
@@ -71,11 +72,7 @@ class SeriesModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> SeriesModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown series model option(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return cls(**checked_options(cls, data, "series model"))
 
 
 @dataclass

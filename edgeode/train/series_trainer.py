@@ -19,7 +19,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,6 +39,7 @@ from edgeode.train.checkpoint import (
     prepare_run_dir,
     write_run_files,
 )
+from edgeode.train.options import checked_options
 from edgeode.train.series_data import SERIES_DATASETS, Series, SeriesDataset, load_series_dataset
 from edgeode.train.series_models import SeriesModelConfig, build_series_model, make_batch, resample_regular
 
@@ -92,12 +93,7 @@ class SeriesTrainConfig:
     def from_dict(cls, data: dict) -> SeriesTrainConfig:
         if not isinstance(data, dict) or data.get("task") != TASK:
             raise ConfigError("not a series training config (no \"task\": \"series\")")
-        data = {k: v for k, v in data.items() if k != "task"}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown series train option(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return cls(**checked_options(cls, {k: v for k, v in data.items() if k != "task"}, "series train"))
 
     def load_data(self) -> SeriesDataset:
         return load_series_dataset(self.data, self.drop, self.burst, self.seed)
