@@ -10,6 +10,8 @@
 - ``spiral_run`` / ``spiral_bundle``: the spiral dynamics model, trained and exported the same way.
 - ``onnx_bundles``: the tiny hand-built ONNX classifier and dynamics bundles of
   ``tests/runtime_bundles.py`` (untrained; for CLI and error-path tests that need no training).
+- ``quick_compare``: one ``edgeode compare --quick`` report (with ``--mcu`` where the int8 tools are
+  installed), read by tests/test_compare.py and tests/test_compare_mcu.py: one run instead of two.
 
 Every test that needs one of these uses the same artifacts, so a fix to how they are built lands
 once. Tests must not modify them: copy first (``shutil.copytree``) to damage a bundle.
@@ -188,3 +190,28 @@ def onnx_bundles(tmp_path_factory) -> OnnxBundles:
     root = tmp_path_factory.mktemp("onnx-bundles")
     return OnnxBundles(rb.build_classifier(root / "classifier", formats=("onnx",)),
                        rb.build_dynamics(root / "dynamics", formats=("onnx",)))
+
+
+@dataclass(frozen=True)
+class QuickCompare:
+    """The output folder of one ``edgeode compare --quick`` run and the finished process."""
+
+    out: Path
+    proc: object  # subprocess.CompletedProcess
+    mcu: bool  # whether --mcu was asked (tflite-micro and ai-edge-quantizer installed)
+
+
+@pytest.fixture(scope="session")
+def quick_compare(tmp_path_factory) -> QuickCompare:
+    """``edgeode compare --quick --device pi-zero-2w --runs 2`` (plus ``--mcu`` when its tools are here),
+    really run in a subprocess: training, exports, profiles and the report, once for the session."""
+    import importlib.util
+    import subprocess
+
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    mcu = all(importlib.util.find_spec(m) is not None for m in ("tflite_micro", "ai_edge_quantizer"))
+    out = tmp_path_factory.mktemp("compare") / "report"
+    args = ["compare", "--quick", "--device", "pi-zero-2w", "--runs", "2", "-q", "-o", str(out)] + (["--mcu"] if mcu else [])
+    proc = subprocess.run([sys.executable, "-m", "edgeode", *args], capture_output=True, text=True, timeout=900)
+    return QuickCompare(out, proc, mcu)

@@ -14,10 +14,8 @@ pytest.importorskip("matplotlib")
 
 
 @pytest.mark.slow
-def test_compare_quick_writes_report_with_measured_numbers(tmp_path):
-    out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "edgeode", "compare", "--device", "pi-zero-2w", "-o", str(out), "--quick"],
-                          capture_output=True, text=True, timeout=900)
+def test_compare_quick_writes_report_with_measured_numbers(quick_compare):
+    out, proc = quick_compare.out, quick_compare.proc  # tests/conftest.py: one run, also read by test_compare_mcu
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("report.md", "report.json", "memory_per_device.png", "accuracy_vs_energy.png", "latency_per_device.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name

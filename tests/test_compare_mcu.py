@@ -4,8 +4,6 @@ TFLM, the microcontroller section of the report, and the memory plot's microcont
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -21,11 +19,10 @@ from edgeode.runtime.manifest import Manifest  # noqa: E402
 
 
 @pytest.mark.slow
-def test_compare_mcu_tiny_end_to_end(tmp_path):
-    out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "edgeode", "compare", "--quick", "--mcu", "--no-imagenet", "--steps", "1",
-                           "--runs", "2", "-q", "-o", str(out)], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_compare_mcu_tiny_end_to_end(quick_compare):
+    # tests/conftest.py: `compare --quick --mcu` run once for this test and tests/test_compare.py
+    out, proc = quick_compare.out, quick_compare.proc
+    assert quick_compare.mcu and proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     rows = report["mcu"]
     assert [(r["model"], r["mode"], r["device"]) for r in rows] == [
