@@ -71,6 +71,29 @@ def test_child_timeout_never_hangs():
         run_child(["alloc", "--mb", "1", "--hold", "30"], timeout=1.0)
 
 
+def test_a_killed_profiler_leaves_no_child():
+    """SIGKILL the process that runs a measured child (as the OOM killer or ``kill -9`` would): the child, which
+    would hold its CPU for 60 s, ends within seconds instead of living on as an orphan."""
+    import signal
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    code = "from edgeode.devices.measure import run_child; run_child(['alloc', '--mb', '1', '--hold', '60'], timeout=120)"
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while not (children := psutil.Process(parent.pid).children()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert children, "the measured child did not start"
+        time.sleep(1.0)  # the child is past its start-up, holding
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        gone, alive = psutil.wait_procs(children, timeout=10)
+    finally:
+        parent.kill()
+    assert not [c for c in alive if c.status() != psutil.STATUS_ZOMBIE], "the child outlived its killed parent"
+
+
 def test_profile_reports_units_and_macs(bundle):
     d = profile_bundle(bundle, "pi-4b", runs=12, warmup=2, progress=False).to_dict()
     assert d["estimate"] is True and "estimate" in d["figures"]

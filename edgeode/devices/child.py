@@ -199,7 +199,41 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _die_with_parent() -> None:
+    """End this process when the profiler that started it dies, however it dies.
+
+    The parent kills its child on a timeout, an error or a Ctrl-C, but a parent that is SIGKILLed (the
+    out-of-memory killer, ``kill -9``, a CI runner's cancel) runs no code: the child used to go on timing
+    for up to ``--timeout`` seconds, an orphan holding a CPU. On Linux the kernel delivers SIGKILL to us
+    when the parent's thread ends (``prctl(PR_SET_PDEATHSIG)``; the thread that started us waits for us
+    in :func:`edgeode.devices.measure.run_child`, so it outlives us); elsewhere a daemon thread checks
+    the parent twice a second. A parent already gone before we got here is caught by the ppid check.
+    """
+    parent = os.getppid()
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)  # re-parented already: the profiler is gone
+    if not armed:
+        import threading
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="edgeode-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
     if hasattr(signal, "pthread_sigmask"):  # the parent blocks SIGINT while it starts us (edgeode.devices.measure)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     args = _parser().parse_args(argv)
