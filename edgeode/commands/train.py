@@ -86,6 +86,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="constant", metavar="|".join(SCHEDULES),
                    help="learning-rate schedule: constant, or onecycle (warm-up then cosine decay); default constant")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay; default 0")
+    p.add_argument("--reg", default=None, metavar="kinetic=W,jacobian=W",
+                   help="penalise the ODE block's solve for cheap few-step solves (Finlay et al. 2020): kinetic energy "
+                        "and/or Jacobian Frobenius norm, each with its weight, on the same tableau and steps; needs "
+                        "backprop through the solver (the default gradient once --reg is given)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data split and data order; default 0")
     p.add_argument("--width", type=int, default=None, help="channels of the conv models (auto: 32 digits, 64 mnist)")
     p.add_argument("--downsample", type=int, default=None,
@@ -136,9 +140,12 @@ def build_config(args: argparse.Namespace):
             return value
         return d.get(name, DEFAULTS["mnist"].get(name))  # spiral has no conv options: any valid value
 
+    from edgeode.train.regularisers import Regularisation, parse_reg
+
+    reg = parse_reg(args.reg) if args.reg is not None else Regularisation()
     adjoint = args.adjoint
-    if adjoint is None:
-        adjoint = args.model in ("odenet", "spiral")
+    if adjoint is None:  # --reg differentiates by backprop through the solve (regularisers.py)
+        adjoint = args.model in ("odenet", "spiral") and not reg.active
     if args.model == "rknet" and adjoint:
         raise ConfigError("--model rknet means backprop through the solver; use --model odenet for --adjoint")
     if data == "spiral":
@@ -165,7 +172,8 @@ def build_config(args: argparse.Namespace):
     return TrainConfig(model=model, data=data, data_path=data_path, epochs=pick("epochs"),
                        batch_size=pick("batch_size"), lr=pick("lr"), seed=args.seed,
                        weight_decay=args.weight_decay, threads=args.threads,
-                       train_limit=args.train_limit, schedule=args.schedule)
+                       train_limit=args.train_limit, schedule=args.schedule, reg_kinetic=reg.kinetic,
+                       reg_jacobian=reg.jacobian)
 
 
 def build_series_config(args: argparse.Namespace):
@@ -181,7 +189,7 @@ def build_series_config(args: argparse.Namespace):
                           f"({', '.join(SERIES_ARCHS)}) train on the series data sets ({', '.join(SERIES_DATASETS)}), the "
                           "others on images or the spiral")
     for flag, value, default in (("--data-path", args.data_path, None), ("--steps", args.steps, None),
-                                 ("--adjoint", args.adjoint, None)):
+                                 ("--adjoint", args.adjoint, None), ("--reg", args.reg, None)):
         if value is not default:
             raise ConfigError(f"{flag} does not apply to series models (the solver's steps follow each gap and "
                               "--max-step; gradients are backprop through the solver)")

@@ -29,6 +29,7 @@ from edgeode.names import SCHEDULES
 from edgeode.train.data import DATASETS
 from edgeode.train.models import ModelConfig, build_model
 from edgeode.train.options import checked_options
+from edgeode.train.regularisers import Regularisation, check_gradient_mode
 
 __all__ = [
     "TrainConfig",
@@ -63,6 +64,8 @@ class TrainConfig:
     cosine-anneal to ``lr / 1e4``). The annealing ends training at a settled point instead of
     wherever the last constant-rate step left it, so the result moves less with seed and float
     rounding (see README, Quickstart).
+    ``reg_kinetic`` / ``reg_jacobian`` weight the kinetic-energy and Jacobian-norm penalties of the ODE
+    block's solve (Finlay et al. 2020, :mod:`edgeode.train.regularisers`; 0: off; backprop only).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -76,10 +79,18 @@ class TrainConfig:
     threads: int | None = None
     train_limit: int | None = None
     schedule: str = "constant"
+    reg_kinetic: float = 0.0
+    reg_jacobian: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = ModelConfig.from_dict(self.model)
+        reg = self.regularisation  # validates the weights
+        if reg.active:
+            if self.model.arch not in ("odenet", "rknet", "spiral"):
+                raise ConfigError(f"--reg penalises an ODE block's solve; --model {self.model.arch} has none "
+                                  "(use odenet, rknet or spiral, or drop --reg)")
+            check_gradient_mode(reg, self.model.adjoint)
         if self.data not in DATASETS:
             raise ConfigError(f"unknown data set {self.data!r}; choose one of: {', '.join(DATASETS)}")
         for name in ("epochs", "batch_size"):
@@ -99,6 +110,11 @@ class TrainConfig:
                               f"one of: {', '.join(SCHEDULES)}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be a positive integer (or omitted for all cores), got {self.threads!r}")
+
+    @property
+    def regularisation(self) -> Regularisation:
+        """The :class:`~edgeode.train.regularisers.Regularisation` of ``reg_kinetic`` / ``reg_jacobian``."""
+        return Regularisation(self.reg_kinetic, self.reg_jacobian)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -83,6 +83,10 @@ class ODEBlock(nn.Module):
 
     ``adjoint=True`` trains with the adjoint method (:func:`edgeode.train.adjoint.odeint_adjoint`,
     memory constant in ``steps``); ``False`` backpropagates through the solver's operations.
+
+    ``regularisation`` (set by the trainer, :mod:`edgeode.train.regularisers`): while training with
+    gradients, the solve also integrates the kinetic / Jacobian penalties on the same steps and tableau and
+    leaves them in ``reg_terms`` for the loss; evaluation and export solve as before.
     """
 
     def __init__(self, field: nn.Module, solver: str = "rk4", steps: int = 10, t0: float = 0.0, t1: float = 1.0,
@@ -94,8 +98,18 @@ class ODEBlock(nn.Module):
         self.t0 = float(t0)
         self.t1 = float(t1)
         self.adjoint = bool(adjoint)
+        self.regularisation = None  # a Regularisation while training with --reg
+        self.reg_terms = None  # the RegTerms of the last regularised forward
 
     def forward(self, h0: torch.Tensor, trajectory: bool = False) -> torch.Tensor:
+        reg = self.regularisation
+        if reg is not None and reg.active and self.training and torch.is_grad_enabled():
+            from edgeode.train.regularisers import check_gradient_mode, regularised_solve
+
+            check_gradient_mode(reg, self.adjoint)
+            out, self.reg_terms = regularised_solve(self.field, h0, self.tableau, reg, self.t0, self.t1, self.steps,
+                                                    trajectory=trajectory)
+            return out
         if self.adjoint and torch.is_grad_enabled():
             from edgeode.train.adjoint import odeint_adjoint
 

@@ -6,6 +6,9 @@
 * Classifiers minimise cross-entropy and report ``test_accuracy`` (0..1); the spiral dynamics model
   minimises the mean absolute error between predicted and true window trajectories (the loss of
   torchdiffeq's ``examples/ode_demo.py``) and reports ``test_loss``.
+* With ``reg_kinetic`` / ``reg_jacobian`` the loss adds the kinetic-energy and Jacobian-norm penalties
+  of the ODE block's own solve (Finlay et al. 2020, :mod:`edgeode.train.regularisers`); the epoch
+  history records their means.
 * Optimiser: Adam (Kingma & Ba 2015) with learning rate ``config.lr``, constant or on the one-cycle
   schedule (``config.schedule``, stepped once per batch).
 * Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
@@ -240,6 +243,10 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * per_epoch,
                                                         pct_start=0.15)
     stride = _stride(model, data)
+    reg = config.regularisation
+    block = getattr(model, "block", None)
+    if block is not None:
+        block.regularisation = reg if reg.active else None
     check_input_shape(data.x_train[:1], tuple(data.input_shape), "training data")
     history: list[dict] = []
     start = time.perf_counter()
@@ -251,11 +258,17 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, leave=False,
                    disable=not (progress and ctx.is_main and is_terminal()), unit="batch")
         total, correct, seen = 0.0, 0, 0
+        reg_sums = {"kinetic": 0.0, "jacobian": 0.0}
         for idx in bar:
             x, y = data.x_train[idx], data.y_train[idx]
             optimizer.zero_grad(set_to_none=True)
             loss, c = _loss_and_correct(net, data, x, y, stride)
             loss_value = float(loss.detach())
+            if reg.active:  # the block's solve left its penalties in reg_terms (regularisers.py)
+                terms = block.reg_terms
+                loss = loss + terms.penalty(reg)
+                reg_sums["kinetic"] += float(terms.kinetic.detach().sum())
+                reg_sums["jacobian"] += float(terms.jacobian.detach().sum())
             if not math.isfinite(loss_value):
                 raise SolverError(f"the training loss became {loss_value} in epoch {epoch + 1}; "
                                   f"lower --lr (now {config.lr}) or use more --steps")
@@ -274,17 +287,22 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
         entry = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
         if data.kind == "classifier":
             entry["train_accuracy"] = correct / max(seen, 1)
+        if reg.active:
+            entry.update({f"train_{k}": v / max(seen, 1) for k, v in reg_sums.items()})
         history.append(entry)
         if progress and ctx.is_main:
             extra = f" acc {entry['train_accuracy']:.3f}" if "train_accuracy" in entry else ""
             print(f"epoch {epoch + 1}/{config.epochs}: train loss {entry['train_loss']:.4f}{extra}", file=sys.stderr)
     train_time = time.perf_counter() - start
+    if block is not None:
+        block.regularisation = None
     metrics = evaluate(model, data, "test")
     metrics.update({
         "train_time_s": round(train_time, 3),
         "parameters": count_parameters(model),
         "epochs": config.epochs,
         "schedule": config.schedule,
+        "regularisation": {"kinetic": reg.kinetic, "jacobian": reg.jacobian},
         "history": history,
         "field_evaluations_per_forward": _field_evaluations(config.model),
         "threads": torch.get_num_threads(),
