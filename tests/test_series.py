@@ -201,3 +201,16 @@ def test_train_cli_refuses_mixed_model_and_data(tmp_path):
     assert proc.returncode != 0 and "do not go together" in proc.stderr and "Traceback" not in proc.stderr
     proc = _edgeode("train", "--model", "gru", "--data", "basicmotions", "--steps", "4", "-o", str(tmp_path / "r"))
     assert proc.returncode != 0 and "--steps does not apply" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_series_configs_refuse_unknown_keys():
+    pytest.importorskip("torch")
+    from edgeode.train.series_trainer import SeriesTrainConfig
+
+    saved = SeriesTrainConfig().to_dict()
+    with pytest.raises(ConfigError, match=r"unknown series train option\(s\) \['epoch'\]; known: .*'epochs'"):
+        SeriesTrainConfig.from_dict({**saved, "epoch": 3})
+    with pytest.raises(ConfigError, match=r"unknown series model option\(s\) \['hiden'\]; known: .*'hidden'"):
+        SeriesTrainConfig.from_dict({**saved, "model": {**saved["model"], "hiden": 8}})
+    with pytest.raises(ConfigError, match="series model options must be a JSON object, got list"):
+        SeriesTrainConfig.from_dict({**saved, "model": [1]})

@@ -65,7 +65,7 @@ class SeriesTrainConfig:
     train_limit: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
+        if not isinstance(self.model, SeriesModelConfig):  # from config.json: a JSON object, checked
             self.model = SeriesModelConfig.from_dict(self.model)
         if self.data not in SERIES_DATASETS:
             raise ConfigError(f"unknown series data set {self.data!r}; choose one of: {', '.join(SERIES_DATASETS)}")
