@@ -85,6 +85,42 @@ def onnx_parts(tmp_path_factory):
     return model, {k: load_inlined(d / f"{k}.onnx") for k in ("encoder", "field", "head")}, d
 
 
+def test_exported_groupnorm_affine_is_one_batchnorm_and_exact(onnx_parts):
+    """export_onnx's CPU passes: GroupNorm's Mul + Add is one BatchNormalization, no Shape node; same numbers."""
+    from collections import Counter
+
+    model, parts, d = onnx_parts
+    ops = Counter(node.op_type for node in parts["field"].graph.node)
+    assert ops["BatchNormalization"] == ops["InstanceNormalization"] == 3, ops
+    assert ops["Shape"] == 0 and ops["Mul"] == ops["Add"] == 2, ops  # left: t * tmap and its Add, twice
+    with torch.no_grad():
+        h = model.encoder(torch.randn(5, 1, 8, 8))
+        ref = model.block.field(torch.tensor(0.37), h).numpy()
+    got = _session(d / "field.onnx").run(None, {"t": np.array(0.37, np.float32), "h": h.numpy()})[0]
+    np.testing.assert_allclose(got, ref, atol=2e-5, rtol=0)
+
+
+def test_cpu_passes_leave_other_products_alone():
+    """A Mul whose constant is not per channel, or whose product has a second user, is not rewritten."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeode.export.onnx_passes import optimize_for_cpu
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 3, 3])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", 4, 3, 3])
+    inits = [numpy_helper.from_array(np.full((1, 4, 3, 3), 2.0, np.float32), "pixel"),
+             numpy_helper.from_array(np.full((4, 1, 1), 3.0, np.float32), "chan"),
+             numpy_helper.from_array(np.ones((4, 1, 1), np.float32), "beta")]
+    nodes = [helper.make_node("Mul", ["x", "pixel"], ["a"]), helper.make_node("Add", ["a", "beta"], ["y"]),
+             helper.make_node("Mul", ["x", "chan"], ["b"]), helper.make_node("Add", ["b", "beta"], ["c"]),
+             helper.make_node("Add", ["b", "c"], ["z"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y, z], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 20)])
+    before = [n.op_type for n in model.graph.node]
+    assert [n.op_type for n in optimize_for_cpu(model).graph.node] == before
+
+
 @pytest.mark.parametrize("name", list(TABLEAUS))
 def test_fused_loop_graph_matches_torch_for_every_tableau(onnx_parts, name, tmp_path):
     from edgeode.export.fused_onnx import build_fused_classifier

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from edgeode.errors import ExportError
+from edgeode.export.onnx_passes import optimize_for_cpu
 from edgeode.export.quiet import quiet
 
 __all__ = ["OPSET", "export_onnx", "load_inlined", "strip_metadata"]
@@ -22,7 +23,9 @@ def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: 
     """Export ``module(*args)`` to ``path`` (opset :data:`OPSET`), with dim 0 of ``batch_inputs`` dynamic.
 
     The returned file has no local functions (they are inlined), so that graphs can be composed
-    into the fused ``Loop`` graph. Raises :class:`ExportError` with the exporter's message on failure.
+    into the fused ``Loop`` graph, and is rewritten for onnxruntime's CPU kernels
+    (:func:`edgeode.export.onnx_passes.optimize_for_cpu`: exact, checked by the parity gate).
+    Raises :class:`ExportError` with the exporter's message on failure.
     """
     from torch.export import Dim
 
@@ -39,7 +42,7 @@ def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: 
         raise ExportError(f"torch.onnx.export failed for {path.name}: {type(exc).__name__}: {exc}") from exc
     tmp = path.with_name(path.name + ".tmp")
     program.save(str(tmp))
-    model = strip_metadata(load_inlined(tmp))
+    model = optimize_for_cpu(strip_metadata(load_inlined(tmp)))
     import onnx
 
     onnx.save(model, str(tmp))
