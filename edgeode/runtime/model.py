@@ -85,6 +85,11 @@ def _data_inputs(art: Artifact) -> list[TensorSpec]:
     return [s for s in art.inputs if s.name != STEPS_INPUT]
 
 
+def _shape_text(spec: TensorSpec) -> str:
+    """``[B, 1, 28, 28]``: a spec's shape as error messages write it (built only when one is raised)."""
+    return "[" + ", ".join("B" if d is None else str(d) for d in spec.shape) + "]"
+
+
 class Model:
     """A bundle opened for inference. Make one with :func:`load`.
 
@@ -241,15 +246,18 @@ class Model:
                 f"{what} must be a float32 array, got dtype {x.dtype}; scale raw values as the manifest's preprocess says "
                 "(edgeode.runtime.preprocess_image does it for image files) and cast with .astype(np.float32)"
             )
-        expected = "[" + ", ".join("B" if d is None else str(d) for d in spec.shape) + "]"
         if x.ndim != len(spec.shape):
             hint = " (one sample: add the batch axis, x[None])" if x.ndim == len(spec.shape) - 1 else ""
-            raise ShapeError(f"{what} must have rank {len(spec.shape)} with shape {expected}, got shape {list(x.shape)}{hint}")
+            raise ShapeError(f"{what} must have rank {len(spec.shape)} with shape {_shape_text(spec)}, "
+                             f"got shape {list(x.shape)}{hint}")
         for i, (want, got) in enumerate(zip(spec.shape, x.shape, strict=True)):
             if i > 0 and want is not None and want != got:
-                raise ShapeError(f"{what} must have shape {expected}, got {list(x.shape)} (axis {i} is {got}, expected {want})")
+                raise ShapeError(f"{what} must have shape {_shape_text(spec)}, got {list(x.shape)} "
+                                 f"(axis {i} is {got}, expected {want})")
         if x.shape[0] == 0:
             raise ShapeError(f"{what} is an empty batch (shape {list(x.shape)})")
+        if x.dtype == np.float32 and x.flags.c_contiguous:
+            return x  # the common case: no copy, no conversion (per-call overhead at batch 1)
         return np.ascontiguousarray(x, dtype=np.float32)
 
     # ----------------------------------------------------------------- running
