@@ -1,8 +1,9 @@
 """Inference vs the peer (torchdiffeq) and against the machine's limit (issue 5, items 1 and 2).
 
-Models: the paper's MNIST ODE-Net (``ModelConfig(arch="odenet")``: 28x28, width 64) and the spiral MLP
-field (``SpiralField``), both solved with 10 steps of Kutta's 3/8 rule (our ``rk4_38``, which is
-exactly torchdiffeq's fixed-grid ``"rk4"``), batch 1 and 32, one thread everywhere. Weights are
+Models: the paper's MNIST ODE-Net (``ModelConfig(arch="odenet")``: 28x28, width 64), the 8x8 digits
+ODE-Net (width 16, batch 1 only) and the spiral MLP field (``SpiralField``), all solved with 10 steps
+of Kutta's 3/8 rule (our ``rk4_38``, which is exactly torchdiffeq's fixed-grid ``"rk4"``), batch 1
+and 32, one thread everywhere. Weights are
 random (seed 0, PyTorch default initialisation): latency does not depend on the values.
 
 For every configuration a fresh process is started:
@@ -10,6 +11,9 @@ For every configuration a fresh process is started:
 * **peer**: imports torch + torchdiffeq, loads the run directory and runs the model with
   ``torchdiffeq.odeint(field, h0, t, method="rk4", options={"step_size": dt})`` in eager PyTorch
   (``torch.set_num_threads(1)``, inference mode).
+* **ExecuTorch** (digits, batch 1, optional: ``pip install 'edgeode[bench]'``): the same weights with the
+  solve unrolled, ``torch.export`` -> XNNPACK delegate -> ExecuTorch's runtime, one CPU; skipped with
+  the reason when not installed.
 * **edgeode**: imports only ``edgeode.runtime`` + numpy + the backend and runs
   ``edgeode.runtime.load(bundle, backend, mode, threads=1).predict`` / ``.solve`` for every
   installed backend x {fused, loop}.
@@ -57,7 +61,9 @@ from common import (
 )
 
 SCRIPT = Path(__file__).resolve()
-KINDS = ("mnist", "spiral")
+KINDS = ("mnist", "spiral", "digits")
+#: Image classifiers (encoder -> solve -> head); the others are trajectories.
+CLASSIFIERS = ("mnist", "digits")
 BACKENDS = ("onnxruntime", "litert", "tflite-runtime")
 MODES = ("fused", "loop")
 BACKEND_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
@@ -86,6 +92,9 @@ def _work_prepare(spec: dict) -> dict:
         if kind == "mnist":
             cfg = ModelConfig(arch="odenet", solver="rk4_38", steps=spec["steps"])
             data, path = "mnist", spec["mnist_path"]
+        elif kind == "digits":  # the 8x8 digits ODE-Net of the tests (width 16, no downsampling)
+            cfg = ModelConfig(arch="odenet", image_size=8, width=16, downsample=1, solver="rk4_38", steps=spec["steps"])
+            data, path = "digits", None
         else:
             cfg = ModelConfig(arch="spiral", solver="rk4_38", steps=spec["steps"])
             data, path = "spiral", None
@@ -103,8 +112,9 @@ def _work_prepare(spec: dict) -> dict:
             bundles[str(b)] = str(bdir)
         rng = np.random.default_rng(0)
         b_max = max(spec["batches"])
-        if kind == "mnist":
-            x = rng.standard_normal((b_max, 1, 28, 28)).astype(np.float32)
+        if kind in CLASSIFIERS:
+            size = 28 if kind == "mnist" else 8
+            x = rng.standard_normal((b_max, 1, size, size)).astype(np.float32)
         else:
             x = rng.uniform(-2.0, 2.0, (b_max, 2)).astype(np.float32)
         np.save(work / f"input-{kind}.npy", x)
@@ -133,7 +143,7 @@ def _work_peer(spec: dict) -> dict:
 
     x = torch.from_numpy(np.load(spec["input"])[: spec["batch"]].copy())
     dt = (block.t1 - block.t0) / block.steps
-    if spec["kind"] == "mnist":
+    if spec["kind"] in CLASSIFIERS:
         span = torch.tensor([block.t0, block.t1])
 
         def forward() -> torch.Tensor:
@@ -171,7 +181,7 @@ def _work_edgeode(spec: dict) -> dict:
 
     x = np.load(spec["input"])[: spec["batch"]].copy()
     model = load(spec["bundle"], backend=spec["backend"], mode=spec["mode"], threads=1, batch=spec["batch"])
-    fn = (lambda: model.predict(x)) if spec["kind"] == "mnist" else (lambda: model.solve(x))
+    fn = (lambda: model.predict(x)) if spec["kind"] in CLASSIFIERS else (lambda: model.solve(x))
     out = fn()
     timing = time_call(fn, warmup=spec["warmup"], min_repeats=spec["repeats"], budget_s=spec["budget_s"])
     np.save(spec["output"], np.asarray(out))
@@ -182,6 +192,61 @@ def _work_edgeode(spec: dict) -> dict:
     result = {"timing": timing.to_dict(), "field_evaluations": int(model.field_evaluations), "describe": describe}
     model.close()
     return result
+
+
+def _work_executorch(spec: dict) -> dict:
+    """ExecuTorch 1.5 with the XNNPACK delegate: the same weights, the solve unrolled, one CPU.
+
+    The program is what an Android user would ship: ``torch.export`` of encoder -> ``steps`` RK
+    steps -> head, lowered with ``XnnpackPartitioner`` and run by ExecuTorch's own runtime
+    (``executorch.runtime``). XNNPACK's thread pool is reset to one thread and the process is
+    pinned to one CPU, as every other configuration runs on one thread.
+    """
+    import numpy as np
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    from edgeode.train.checkpoint import load_run
+    from edgeode.train.solver import solve
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    torch.set_num_threads(1)
+    try:
+        from executorch.extension.pybindings import portable_lib
+
+        portable_lib._unsafe_reset_threadpool(1)
+    except (ImportError, AttributeError):  # older layouts: the CPU pin above still holds it to one core
+        pass
+    model = load_run(spec["run"]).model.eval()
+    block = model.block
+
+    class Unrolled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder, self.field, self.head = model.encoder, block.field, model.head
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = solve(self.field, self.encoder(x), block.tableau, block.t0, block.t1, block.steps)
+            return self.head(h)
+
+    x = torch.from_numpy(np.load(spec["input"])[: spec["batch"]].copy())
+    with torch.no_grad():
+        program = torch.export.export(Unrolled().eval(), (x,))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+    pte = Path(spec["output"]).with_suffix(".pte")
+    pte.write_bytes(lowered.buffer)
+    method = Runtime.get().load_program(pte).load_method("forward")
+
+    def fn():
+        return method.execute([x])
+
+    out = fn()[0]
+    timing = time_call(fn, warmup=spec["warmup"], min_repeats=spec["repeats"], budget_s=spec["budget_s"])
+    np.save(spec["output"], out.numpy())
+    return {"timing": timing.to_dict(), "field_evaluations": block.steps * len(block.tableau.b),
+            "pte_bytes": pte.stat().st_size}
 
 
 def _ort_session(path: str, profile: bool = False):
@@ -338,7 +403,8 @@ def _blas_name(np) -> str:
         return "?"
 
 
-WORKERS = {"prepare": _work_prepare, "peer": _work_peer, "edgeode": _work_edgeode, "parts": _work_parts,
+WORKERS = {"prepare": _work_prepare, "peer": _work_peer, "edgeode": _work_edgeode, "executorch": _work_executorch,
+           "parts": _work_parts,
            "profile": _work_profile, "macs": _work_macs, "sgemm": _work_sgemm}
 
 
@@ -392,8 +458,19 @@ def _compare(ref_path: str, out_path: str) -> dict:
     return {"equal": bool(np.allclose(out, ref, rtol=1e-3, atol=1e-4)), "max_abs": diff}
 
 
-def _measure(args: argparse.Namespace, work: Path, made: dict, log) -> list[dict]:
-    """Every configuration, peer first, each in a fresh process. Returns one row per configuration."""
+def _batches(args: argparse.Namespace, kind: str) -> list[int]:
+    """The batch sizes measured for ``kind``: the digits model (the ExecuTorch comparison) at batch 1 only."""
+    if kind == "digits" and 1 in args.batches:
+        return [1]
+    return list(args.batches)
+
+
+def _measure(args: argparse.Namespace, work: Path, made: dict, log, extra: dict) -> list[dict]:
+    """Every configuration, peer first, each in a fresh process. Returns one row per configuration.
+
+    The digits model also runs in ExecuTorch (XNNPACK) where it is installed, else ``extra['executorch']``
+    says why not.
+    """
     rows = []
     backends = [b for b in args.backends if _installed(BACKEND_MODULES[b])]
     skipped = [b for b in args.backends if b not in backends]
@@ -401,7 +478,7 @@ def _measure(args: argparse.Namespace, work: Path, made: dict, log) -> list[dict
         log(f"backend {b}: not installed, skipped")
     timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget}
     for kind in args.models:
-        for batch in args.batches:
+        for batch in _batches(args, kind):
             base = {"kind": kind, "batch": batch, **timing}
             ref = str(work / f"out-{kind}-b{batch}-peer.npy")
             try:
@@ -436,7 +513,35 @@ def _measure(args: argparse.Namespace, work: Path, made: dict, log) -> list[dict
                     log(f"{kind} b{batch} {backend}/{mode}: {res['timing']['median_s'] * 1e3:.3f} ms "
                         f"({row['speedup']:.2f}x), {res['peak_rss_mb']:.0f} MB, max|diff| {check['max_abs']}")
                     rows.append(row)
+            if kind == "digits" and batch == 1:
+                row = _measure_executorch({**base, "run": made[kind]["run"], "input": made[kind]["input"],
+                                           "output": str(work / f"out-{kind}-b{batch}-executorch.npy")}, ref, peer, log)
+                if "note" in row:
+                    extra["executorch"] = row
+                else:
+                    rows.append(row)
     return rows
+
+
+def _measure_executorch(spec: dict, ref: str, peer: dict, log) -> dict:
+    """The ExecuTorch row for one configuration, or ``{"note": why not}``."""
+    if not _installed("executorch"):
+        log("executorch: not installed, skipped (pip install executorch==1.5.1)")
+        return {"note": "ExecuTorch not installed (pip install executorch==1.5.1): not measured"}
+    try:
+        res = run_worker(SCRIPT, {"worker": "executorch", **spec})
+    except BenchmarkError as exc:
+        last = str(exc).strip().splitlines()[-1]
+        log(f"executorch FAILED: {last}")
+        return {"note": f"ExecuTorch worker failed: {last[:200]}"}
+    check = _compare(ref, spec["output"])
+    row = {"kind": spec["kind"], "batch": spec["batch"], "impl": "executorch", "backend": "executorch-xnnpack",
+           "mode": "unrolled", **res, "check": check,
+           "speedup": peer["timing"]["median_s"] / res["timing"]["median_s"],
+           "memory_ratio": res["peak_rss_mb"] / peer["peak_rss_mb"]}
+    log(f"{spec['kind']} b{spec['batch']} executorch: {res['timing']['median_s'] * 1e3:.3f} ms, "
+        f"max|diff| {check['max_abs']}")
+    return row
 
 
 def _best(rows: list[dict], kind: str, batch: int, key: str = "speedup", mode: str | None = None,
@@ -461,7 +566,7 @@ def _limits(args, work: Path, made: dict, rows: list[dict], log) -> dict:
     out: dict = {"sgemm": sgemm, "peak_flops": peak, "per_config": [], "parts": {}, "profiles": {}}
     timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget}
     for kind in args.models:
-        for batch in args.batches:
+        for batch in _batches(args, kind):
             bundle = made[kind]["bundles"][str(batch)]
             try:
                 macs = run_worker(SCRIPT, {"worker": "macs", "bundle": bundle, "batch": batch, "steps": args.steps})
@@ -524,7 +629,7 @@ def _targets(rows: list[dict], limits: dict, extra: dict | None = None) -> list[
                           ">=", GOALS["b32"], b32["speedup"] if b32 else None, _which(b32)))
     fr = [e for e in limits.get("per_config", []) if e["kind"] == "mnist" and e["impl"] == "edgeode"
           and e["mode"] == "fused" and e["batch"] == 32]
-    peer_fr = [e for e in limits.get("per_config", []) if e["kind"] == "mnist" and e["impl"] != "edgeode"
+    peer_fr = [e for e in limits.get("per_config", []) if e["kind"] == "mnist" and e["impl"] == "torchdiffeq"
                and e["batch"] == 32]
     best_fr = max(fr, key=lambda e: e["fraction_of_sgemm"]) if fr else None
     note = f"{best_fr['backend']}" if best_fr else "limits not measured (--no-limits) or batch 32 not run"
@@ -546,10 +651,18 @@ def _targets(rows: list[dict], limits: dict, extra: dict | None = None) -> list[
     targets.append(Target("`edgeode export` of the paper MNIST ODE-Net, default formats, wall seconds", "<=",
                           GOALS["export_s"], exp["wall_s"] if exp and "wall_s" in exp else None,
                           (exp or {}).get("note", "not measured in this run (--no-export-timing or --quick)")))
-    et = extra.get("executorch")
+    et = next((r for r in rows if r["impl"] == "executorch" and r["kind"] == "digits" and r["batch"] == 1), None)
+    ours = _best(rows, "digits", 1)
+    if et and ours and et["check"]["equal"]:
+        ratio = et["timing"]["median_s"] / ours["timing"]["median_s"]
+        note = (f"{et['timing']['median_s'] * 1e3:.3f} ms vs {ours['timing']['median_s'] * 1e3:.3f} ms "
+                f"({_which(ours)}), outputs equal")
+    else:
+        ratio = None
+        note = (extra.get("executorch") or {}).get("note", "ExecuTorch or the digits model not run") if not et else \
+            "ExecuTorch's output differs from torchdiffeq's" if not et["check"]["equal"] else "no edgeode digits row"
     targets.append(Target("digits ODE-Net batch 1, ExecuTorch (XNNPACK) latency / edgeode latency", ">=",
-                          GOALS["executorch"], et["ratio"] if et and "ratio" in et else None,
-                          (et or {}).get("note", "ExecuTorch peer not run")))
+                          GOALS["executorch"], ratio, note))
     sp = _best(rows, "spiral", 1)
     targets.append(Target("spiral field batch 1, cost per RK4 step, torchdiffeq / edgeode", ">=", GOALS["spiral"],
                           sp["speedup"] if sp else None, _which(sp)))
@@ -576,10 +689,11 @@ def _markdown(info: dict, rows: list[dict], limits: dict, targets: list[Target],
             continue
         med = r["timing"]["median_s"]
         steps = args.steps
+        peer = r["impl"] == "torchdiffeq"
         table.append([
-            r["kind"], r["batch"], r["backend"] if r["impl"] == "edgeode" else "torchdiffeq", r["mode"],
-            f"{med * 1e3:.3f}", f"{med / steps * 1e6:.1f}", fmt(r.get("speedup")) if r["impl"] == "edgeode" else "1",
-            f"{r['peak_rss_mb']:.0f}", fmt(r.get("memory_ratio")) if r["impl"] == "edgeode" else "1",
+            r["kind"], r["batch"], "torchdiffeq" if peer else r["backend"], r["mode"],
+            f"{med * 1e3:.3f}", f"{med / steps * 1e6:.1f}", "1" if peer else fmt(r.get("speedup")),
+            f"{r['peak_rss_mb']:.0f}", "1" if peer else fmt(r.get("memory_ratio")),
             (f"{r['check']['max_abs']:.1e}" + ("" if r["check"]["equal"] else " NOT EQUAL")) if "check" in r else "ref",
         ])
     parts.append(markdown_table(["model", "batch", "backend", "mode", "median ms", "µs / step", "speed-up",
@@ -596,7 +710,7 @@ def _markdown(info: dict, rows: list[dict], limits: dict, targets: list[Target],
                   "'solver only' first subtracts the encoder and head calls.", ""]
         lt = []
         for e in limits["per_config"]:
-            lt.append([e["kind"], e["batch"], "torchdiffeq" if e["impl"] != "edgeode" else e["backend"], e["mode"],
+            lt.append([e["kind"], e["batch"], "torchdiffeq" if e["impl"] == "torchdiffeq" else e["backend"], e["mode"],
                        fmt(e["macs"] / 1e6), fmt(e["gflops"]), fmt(e["fraction_of_sgemm"], 2),
                        fmt(e.get("overhead")), fmt(e.get("overhead_solver_only"))])
         parts.append(markdown_table(["model", "batch", "backend", "mode", "MMACs", "GFLOP/s", "fraction of SGEMM",
@@ -687,9 +801,9 @@ def main(argv: list[str] | None = None) -> int:
                                    "mnist_path": args.mnist_path, "batches": args.batches,
                                    "formats": args.formats, "models": args.models}, threads=2)
         made = {k: v for k, v in made.items() if isinstance(v, dict)}
-        rows = _measure(args, work, made, log)
-        limits = _limits(args, work, made, rows, log) if args.limits else {}
         extra: dict = {}
+        rows = _measure(args, work, made, log, extra)
+        limits = _limits(args, work, made, rows, log) if args.limits else {}
         if args.export_timing and "mnist" in made:
             extra["export"] = _export_timing(made["mnist"]["run"], work / "bundle-export-timing", log)
     finally:
