@@ -16,7 +16,7 @@ figure) and its figure on the test half is reported beside rk4 x 10's test figur
     python3 benchmarks/reg_cheap_solves.py --data mnist --data-path ../shared/data/mnist --seeds 0,1
     python3 benchmarks/reg_cheap_solves.py --data digits --epochs 12 --width 32   # the digits case
 
-Writes benchmarks/results/reg_cheap_solves[-DATA].json and .md (``--out DIR`` elsewhere); runs are kept
+Writes benchmarks/results/reg_cheap_solves[-DATA][-REG].json and .md (REG where --reg is not the default) (``--out DIR`` elsewhere); runs are kept
 under ``--work DIR`` (a rerun reuses a finished run of the same settings).
 """
 
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"backprop; curves by `edgeode tune RUN --device {args.device} --solvers {args.solvers} "
                       f"--max-steps {args.max_steps} --no-prune --precisions float32`; {payload['seconds']:.0f} s in all.",
                       table])
-    name = "reg_cheap_solves" + ("" if args.data == "mnist" else f"-{args.data}")
+    name = "reg_cheap_solves" + ("" if args.data == "mnist" else f"-{args.data}") + (
+        "" if args.reg == p.get_default("reg") else "-" + args.reg.replace("=", "").replace(",", "_"))
     paths = write_results(name, payload, md, args.out)
     print(md)
     log(f"wrote {paths[0]} and {paths[1]}")
