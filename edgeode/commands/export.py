@@ -33,7 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Export RUN_DIR (from `edgeode train`) to the bundle directory BUNDLE: manifest.json plus, for an "
             "ODE-Net, the encoder, the vector field f(t, h), the head (for the device's own solver loop) and a "
             "fused whole-model graph (ONNX: the solve as a Loop whose step count is an optional input; TFLite: "
-            "the solve unrolled). ResNet / VGG get one `model` file; the spiral model a field and a fused "
+            "a WHILE loop over the converted field, its steps fixed at export; the int8 fused file is unrolled). ResNet / VGG get one `model` file; the spiral model a field and a fused "
             "trajectory graph; an ODE-RNN (series) its field f(h), GRU cell and head, for the streaming runtime. Each file must match torch within the tolerance when run by its real runtime "
             "(parity gate) or nothing is written. The bundle is built beside BUNDLE and renamed into place."
         ),
