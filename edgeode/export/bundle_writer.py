@@ -44,7 +44,7 @@ from edgeode.runtime.manifest import (
 from edgeode.train.data import Dataset, dataset_for
 from edgeode.train.models import ModelConfig, count_parameters
 
-__all__ = ["ExportSource", "BundleBuild", "export_model", "export_run", "staged_bundle", "check_options",
+__all__ = ["ExportSource", "BundleBuild", "conversion_session", "export_model", "export_run", "staged_bundle", "check_options",
            "tool_versions", "FORMATS", "QUANTIZATIONS"]
 
 FORMATS = ("onnx", "tflite")
@@ -250,9 +250,14 @@ def _torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-@_torch_threads(1)
-@cached_cia_ops()  # one scan of torch's op registry for all the conversions of this export
-@cached_onnx_registry()  # one torchlib translation table for all the ONNX files of this export
+def conversion_session(fn):
+    """What every exporter runs its conversions under: torch on one thread (:func:`_torch_threads`), one scan
+    of torch's op registry and one ONNX torchlib translation table for all the files of the export
+    (:mod:`edgeode.export.decomp_cache`)."""
+    return _torch_threads(1)(cached_cia_ops()(cached_onnx_registry()(fn)))
+
+
+@conversion_session
 def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, ...] = FORMATS, tflite_batch: int = 1,
                  quantize: tuple[str, ...] = (), tolerance: float | None = None, progress: bool = True,
                  overwrite: bool = False) -> Manifest:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgeode.errors import ConfigError, DataError
-from edgeode.export.bundle_writer import check_options, staged_bundle, tool_versions
+from edgeode.export.bundle_writer import check_options, conversion_session, staged_bundle, tool_versions
 from edgeode.export.parity import ParityCase
 from edgeode.export.plan import Job
 from edgeode.runtime.manifest import (
@@ -125,6 +125,7 @@ def _manifest(run: SeriesRun, timings: dict) -> Manifest:
     )
 
 
+@conversion_session  # the same conversion settings and caches as export_model
 def export_series_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[str, ...] = ("onnx", "tflite"),
                       tolerance: float | None = None, progress: bool = True, overwrite: bool = False,
                       quantize: tuple[str, ...] = ()) -> Manifest:
