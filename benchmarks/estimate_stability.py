@@ -30,7 +30,7 @@ from pathlib import Path
 from common import HelpFormatter, log, machine_info, machine_markdown, markdown_table, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = (("reported estimate (basis: p1, 1 thread pinned)", "estimate"), ("from host median, all runs", "median_all"),
+COLUMNS = (("reported estimate (basis: p1, 1 thread pinned, the less disturbed of 2 CPUs)", "estimate"), ("from host median, all runs", "median_all"),
            ("from median of runs not kept waiting", "median_calm"))
 
 

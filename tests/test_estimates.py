@@ -91,7 +91,7 @@ def test_estimates_time_one_pinned_thread_and_a_device_its_own_threads():
     threads, pin = timing_threads(pi, est, None)
     assert threads == 1
     if hostinfo.cpu_count() >= 2 and hasattr(os, "sched_setaffinity"):
-        assert pin in os.sched_getaffinity(0)
+        assert len(pin) == 2 and len(set(pin)) == 2 and set(pin) <= os.sched_getaffinity(0)
     else:
         assert pin is None
     assert timing_threads(pi, est, 2) == (2, None)  # as asked, unpinned
@@ -103,10 +103,27 @@ def test_estimates_time_one_pinned_thread_and_a_device_its_own_threads():
 
 def test_quietest_cpu_is_one_this_process_may_use():
     cpu = hostinfo.quietest_cpu(0.02)
+    cpus = hostinfo.quietest_cpus(8, 0.02)
     if hostinfo.cpu_count() < 2 or not hasattr(os, "sched_setaffinity"):
-        assert cpu is None
+        assert cpu is None and cpus == []
     else:
         assert cpu in os.sched_getaffinity(0)
+        assert set(cpus) <= os.sched_getaffinity(0) and len(cpus) == min(8, len(os.sched_getaffinity(0)))
+
+
+def test_basis_comes_from_the_cpu_its_runs_were_fastest_on():
+    """A job holding one CPU for the whole window slows every run there; the basis keeps the other CPU's
+    runs, whichever order the turns came in, and ignores a CPU with too few runs for a percentile."""
+    rng = np.random.default_rng(1)
+    calm = 0.25 * (1 + 0.02 * rng.random(1000))
+    busy = 0.45 * (1 + 0.02 * rng.random(1000))
+    for first, second, cpus in ((calm, busy, [0] * 1000 + [1] * 1000), (busy, calm, [1] * 1000 + [0] * 1000)):
+        b = host_basis([*first, *second], None, cpus)
+        assert b.cpu == 0 and b.runs == 1000 and b.latency_ms["p50"] < 0.26
+    # 3 runs on CPU 1, however fast, are not a percentile
+    b = host_basis([*busy, 0.1, 0.1, 0.1], None, [0] * 1000 + [1] * 3)
+    assert b.cpu == 0 and b.latency_ms["p50"] > 0.44
+    assert host_basis(list(calm), None, [5] * 1000).cpu is None  # one CPU: no choice made
 
 
 def test_profiles_agree_and_scale_by_the_same_factor(onnx_bundles):
@@ -130,6 +147,7 @@ def test_profiles_agree_and_scale_by_the_same_factor(onnx_bundles):
         assert d["runs"] >= 50 and d["runs_requested"] == "auto" and d["threads"] == 1
         if hostinfo.cpu_count() >= 2 and hasattr(os, "sched_setaffinity"):
             assert d["pinned_cpu"] in os.sched_getaffinity(0)  # the child really ran there: it reports its own pin
+            assert d["timed_cpus"] is None or (d["pinned_cpu"] in d["timed_cpus"] and len(d["timed_cpus"]) == 2)
         assert d["latency_ms"]["p50"] == pytest.approx(f * d["host_basis"]["latency_ms"]["p50"])
         u = d["latency_uncertainty"]
         lo, hi = u["p50_range_ms"]

@@ -93,6 +93,9 @@ def render(d: dict) -> str:
             lines.append(f"  host SGEMM measured {ref['measured_at']}, cached in {ref['cache_file'] or '(not cached)'} "
                          "(delete it to measure again)")
     pinned = "" if d.get("pinned_cpu") is None else f" (pinned to CPU {d['pinned_cpu']})"
+    if d.get("timed_cpus") and d.get("pinned_cpu") is not None:
+        pinned = (f" (pinned, taking turns on CPUs {', '.join(map(str, d['timed_cpus']))}; "
+                  f"estimate from CPU {d['pinned_cpu']}, the less disturbed)")
     lines += [f"backend {d['backend']}, mode {d['mode']}, {d['threads']} thread(s){pinned}, batch {d['batch']}, "
               f"{d['runs']} runs after {d['warmup']} warm-up",
               f"bundle size        {_fmt(d['bundle_size_mb'], ' MB', 3)}"]

@@ -6,7 +6,8 @@ too large for the machine kills a child, not the host command. Modes:
 
 ``run``    load a bundle with :func:`edgeode.runtime.load`, warm up, time ``--runs`` inferences (more, up to
            ``--max-runs``, until ``--min-seconds`` of timed runs have passed); ``--pin-cpu N`` keeps the
-           process on CPU N (single-thread estimate timings, see :mod:`edgeode.devices.profiler`)
+           process on CPU N, ``--pin-cpu N,M`` moves it between those CPUs every ``--turn-seconds``
+           and records each run's CPU (single-thread estimate timings, see :mod:`edgeode.devices.profiler`)
 ``floor``  import the backend and open a trivial session: the runtime's own memory floor
 ``alloc``  allocate and touch ``--mb`` MiB with numpy (tests check the profiler against it)
 ``onnx``   run a bare ONNX file (``--model``, input shape ``--shape``) with onnxruntime: footprint
@@ -123,8 +124,16 @@ def _pin(cpu: int | None) -> int | None:
     return cpu
 
 
+def _cpu_list(text: str | None) -> list[int]:
+    """``--pin-cpu`` as a list of CPUs: ``"1"`` or ``"1,0"``; empty when not given."""
+    return [int(c) for c in text.split(",") if c.strip()] if text else []
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    pinned = _pin(args.pin_cpu)  # before the backend starts any thread
+    cpus = _cpu_list(args.pin_cpu)
+    pinned = _pin(cpus[0] if cpus else None)  # before the backend starts any thread
+    # taking turns needs the first pin to have worked, and one backend thread (the caller's): only it moves
+    turns = cpus if pinned is not None and len(cpus) > 1 else []
     import numpy as np
 
     from edgeode.devices.power import rapl_delta_uj, read_rapl_uj
@@ -142,16 +151,22 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     x = rng.standard_normal(shape).astype(np.float32)
     for _ in range(args.warmup):
         model.predict(x)
-    latencies, cpu_ms = [], []
+    latencies, cpu_ms, run_cpus = [], [], []
     energy0 = read_rapl_uj()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     # at least --runs runs and --min-seconds of them, at most --max-runs (an explicit --runs N alone: exactly N)
-    until = wall0 + args.min_seconds
+    until, turn, turn_end = wall0 + args.min_seconds, 0, wall0 + args.turn_seconds
     while len(latencies) < args.runs or (time.perf_counter() < until and len(latencies) < args.max_runs):
+        if turns and time.perf_counter() >= turn_end:
+            turn += 1
+            if _pin(turns[turn % len(turns)]) is None:  # the cpuset changed under us: stay where we are
+                turns = []
+            turn_end = time.perf_counter() + args.turn_seconds
         start, start_cpu = time.perf_counter(), time.process_time()
         model.predict(x)
         latencies.append((time.perf_counter() - start) * 1e3)
         cpu_ms.append((time.process_time() - start_cpu) * 1e3)
+        run_cpus.append(turns[turn % len(turns)] if turns else pinned)
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     energy1 = read_rapl_uj()
@@ -172,6 +187,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "field_evaluations": model.field_evaluations,
         "describe": describe,
         "pinned_cpu": pinned,
+        "run_cpus": run_cpus if len(set(run_cpus)) > 1 else None,
         **_memory(),
     }
 
@@ -193,7 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--batch-artifact", type=int, default=None)
-    p.add_argument("--pin-cpu", type=int, default=None)
+    p.add_argument("--pin-cpu", default=None, help="CPU N, or CPUs N,M,... to take turns on")
+    p.add_argument("--turn-seconds", type=float, default=0.25)
     p.add_argument("--mb", type=float, default=0.0)
     p.add_argument("--hold", type=float, default=0.2)
     return p

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["cpu_count", "quietest_cpu", "cpu_clock_ghz", "cpu_model", "ram_mb", "sgemm_gflops", "detect_emulation", "host_id",
+__all__ = ["cpu_count", "quietest_cpu", "quietest_cpus", "cpu_clock_ghz", "cpu_model", "ram_mb", "sgemm_gflops", "detect_emulation", "host_id",
            "HostReference", "host_reference", "cached_host_reference", "cache_dir"]
 
 #: Rounds of the cached reference measurement; each round is a best-of over ``_ROUND_S`` seconds.
@@ -81,16 +81,17 @@ def _cpu_busy_ticks() -> dict[int, tuple[int, int]]:
     return ticks
 
 
-def quietest_cpu(window_s: float = 0.1) -> int | None:
-    """The CPU this process may use that was least busy over the next ``window_s`` seconds, or ``None``
-    where it cannot be chosen (one CPU, no affinity API, no ``/proc/stat``).
+def quietest_cpus(count: int = 2, window_s: float = 0.1) -> list[int]:
+    """Up to ``count`` CPUs this process may use, the least busy over the next ``window_s`` seconds first;
+    empty where they cannot be chosen (one CPU, no affinity API, no ``/proc/stat``).
 
-    The profiler pins its single-thread timing process to it (:mod:`edgeode.devices.profiler`): a process
-    left to migrate between the CPUs of a busy host refills its caches after each move, and its fast runs
-    come and go with the scheduler's choices.
+    The profiler's single-thread timing process takes turns on them and keeps the runs of the one that
+    was least disturbed (:mod:`edgeode.devices.profiler`): a process left to migrate between the CPUs of a
+    busy host refills its caches after each move, and a 0.1 s glance beforehand cannot tell which CPU
+    another job will hold for the next two seconds.
     """
-    if not hasattr(os, "sched_setaffinity") or cpu_count() < 2:
-        return None
+    if not hasattr(os, "sched_setaffinity") or cpu_count() < 2 or count < 1:
+        return []
     allowed = sorted(os.sched_getaffinity(0))
     before = _cpu_busy_ticks()
     time.sleep(window_s)
@@ -100,9 +101,14 @@ def quietest_cpu(window_s: float = 0.1) -> int | None:
         if cpu in before and cpu in after:
             total = after[cpu][1] - before[cpu][1]
             load[cpu] = (after[cpu][0] - before[cpu][0]) / total if total > 0 else 0.0
-    if not load:
-        return None
-    return min(load, key=lambda cpu: (load[cpu], -cpu))  # ties: the highest-numbered (CPU 0 serves most interrupts)
+    # ties: the highest-numbered first (CPU 0 serves most interrupts)
+    return sorted(load, key=lambda cpu: (load[cpu], -cpu))[:count]
+
+
+def quietest_cpu(window_s: float = 0.1) -> int | None:
+    """The least busy CPU of :func:`quietest_cpus`, or ``None`` where it cannot be chosen."""
+    cpus = quietest_cpus(1, window_s)
+    return cpus[0] if cpus else None
 
 
 def cpu_clock_ghz() -> float | None:

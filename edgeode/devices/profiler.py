@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeode.devices.hostinfo import cpu_count, quietest_cpu
+from edgeode.devices.hostinfo import cpu_count, quietest_cpus
 from edgeode.devices.measure import ChildFailed, ChildRun, run_child
 from edgeode.devices.power import EnergyEstimate, energy_proxy, rapl_readable
 from edgeode.devices.profiles import DeviceProfile, load_profile
@@ -155,7 +155,8 @@ class HostBasis:
     ``latency_ms`` holds ``p50`` (the :data:`BASIS_PERCENTILE` th percentile of all timed runs' wall times: the
     host's undisturbed latency, see :func:`host_basis`) and ``p95``/``p99`` (of the runs not kept waiting, never
     below ``p50``); ``cpu_ms`` is the same percentile of the runs' own CPU times (``None`` without per-run CPU times); ``interval_ms`` the 95% confidence interval
-    of the ``p50`` basis within this process's runs.
+    of the ``p50`` basis within this process's runs. ``cpu`` is the CPU whose runs these are when the process
+    took turns on several (the least disturbed, see :func:`host_basis`), else ``None`` (all runs).
     """
 
     latency_ms: dict[str, float]
@@ -163,12 +164,13 @@ class HostBasis:
     interval_ms: tuple[float, float]
     runs: int
     basis: str
+    cpu: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def host_basis(latencies_ms: list[float], cpu_ms: list[float] | None) -> HostBasis:
+def host_basis(latencies_ms: list[float], cpu_ms: list[float] | None, run_cpus: list[int] | None = None) -> HostBasis:
     """What the device's typical (p50) latency is estimated from: the host's *undisturbed* latency.
 
     Other processes on a shared host only ever add time to a run (waiting for a core, a busy SMT
@@ -190,15 +192,38 @@ def host_basis(latencies_ms: list[float], cpu_ms: list[float] | None) -> HostBas
     (:func:`undisturbed_runs`) cannot tell the modes apart: a slowed run's own CPU time grows with its
     wall time. On an idle device the median is somewhat above this basis (the device's own jitter,
     which a busy host cannot show); that bias is far inside the scaling model's x0.5-x2.
+
+    ``run_cpus`` (each run's CPU, when the timing process took turns on several, :func:`timing_threads`):
+    the basis is taken from the runs of the CPU they were fastest on. Another job that holds one CPU for a
+    whole window slows every run there (on the 2-core Xeon one such profile of five came out 10.3% above
+    the others, all runs on the CPU a 0.1 s glance had found quietest); it cannot hold both.
     """
+    cpu = None
+    if run_cpus and len(run_cpus) == len(latencies_ms) and len(set(run_cpus)) > 1:
+        cpu, keep = _least_disturbed_cpu(latencies_ms, run_cpus)
+        latencies_ms = [latencies_ms[i] for i in keep]
+        cpu_ms = [cpu_ms[i] for i in keep] if cpu_ms and len(cpu_ms) == len(run_cpus) else None
     base, lo, hi = low_percentile(latencies_ms)
     calm = undisturbed_runs(latencies_ms, cpu_ms)
     tails = percentiles(calm.latencies_ms)
-    cpu = low_percentile(cpu_ms)[0] if cpu_ms and len(cpu_ms) == len(latencies_ms) else None
+    cpu_basis = low_percentile(cpu_ms)[0] if cpu_ms and len(cpu_ms) == len(latencies_ms) else None
     n = len(latencies_ms)
-    return HostBasis({"p50": base, "p95": max(base, tails["p95"]), "p99": max(base, tails["p99"])}, cpu, (lo, hi), n,
-                     f"p50: the {_ordinal(BASIS_PERCENTILE)} percentile of all {n} timed runs (the host's undisturbed latency); "
-                     f"p95/p99: {calm.basis}")
+    where = "" if cpu is None else f" on CPU {cpu} (of those it took turns on, the one its runs were fastest on)"
+    return HostBasis({"p50": base, "p95": max(base, tails["p95"]), "p99": max(base, tails["p99"])}, cpu_basis, (lo, hi), n,
+                     f"p50: the {_ordinal(BASIS_PERCENTILE)} percentile of all {n} timed runs{where} (the host's "
+                     f"undisturbed latency); p95/p99: {calm.basis}", cpu)
+
+
+def _least_disturbed_cpu(latencies_ms: list[float], run_cpus: list[int]) -> tuple[int, list[int]]:
+    """The CPU with the lowest basis percentile among those that ran at least a quarter of their fair share
+    of the runs (a CPU with a handful of runs has no meaningful low percentile), and the indices of its runs."""
+    by_cpu: dict[int, list[int]] = {}
+    for i, c in enumerate(run_cpus):
+        by_cpu.setdefault(c, []).append(i)
+    enough = max(1, len(run_cpus) // (4 * len(by_cpu)))
+    scored = {c: low_percentile([latencies_ms[i] for i in idx])[0] for c, idx in by_cpu.items() if len(idx) >= enough}
+    best = min(scored, key=lambda c: (scored[c], c))
+    return best, by_cpu[best]
 
 
 def _uncertainty(basis: HostBasis, scaling: Scaling) -> dict[str, Any]:
@@ -253,13 +278,14 @@ def device_timings(profile: DeviceProfile, scaling: Scaling, host_latency_ms: di
     return DeviceTimings({k: v * f for k, v in host_latency_ms.items()}, host_cpu_s * f * 1e3, e)
 
 
-def timing_threads(profile: DeviceProfile, scaling: Scaling, threads: int | None) -> tuple[int, int | None]:
-    """Backend threads for the timed runs, and the CPU to pin them to (``None``: not pinned).
+def timing_threads(profile: DeviceProfile, scaling: Scaling, threads: int | None) -> tuple[int, list[int] | None]:
+    """Backend threads for the timed runs, and the CPUs to pin them to (``None``: not pinned).
 
     An estimate scales the host latency by the ratio of *single-thread* SGEMM throughputs
     (:mod:`edgeode.devices.scaling`), so by default its host latency is measured on one thread too,
-    pinned to the host's least busy CPU (:func:`edgeode.devices.hostinfo.quietest_cpu`): the estimate is
-    the device running the model on one core. Two threads on a 2-core host shared with other work made
+    pinned, taking turns on the host's two least busy CPUs (:func:`edgeode.devices.hostinfo.quietest_cpus`;
+    the basis keeps the runs of the less disturbed one, :func:`host_basis`): the estimate is the device
+    running the model on one core. Two threads on a 2-core host shared with other work made
     the timings bimodal and the estimate moved by 44% across five profiles (idle, 2026-12-03 14:48,
     ``benchmarks/results/estimate_stability-pi-4b.md`` as of commit 8350fcd); at load 6 a single thread left
     to migrate between CPUs moved its 5th percentile by 104%, pinned by 3.9%
@@ -270,7 +296,7 @@ def timing_threads(profile: DeviceProfile, scaling: Scaling, threads: int | None
     estimate = scaling.factor is not None and not scaling.on_device
     if threads is None:
         threads = 1 if estimate else max(1, min(profile.cpu.cores, cpu_count()))
-    return threads, (quietest_cpu() if estimate and threads == 1 else None)
+    return threads, ((quietest_cpus(2) or None) if estimate and threads == 1 else None)
 
 
 def dir_size_mb(path: str | Path) -> float:
@@ -413,7 +439,7 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
         if runs is None:
             args += ["--min-seconds", str(AUTO_MIN_SECONDS), "--max-runs", str(AUTO_MAX_RUNS)]
         if pin is not None:
-            args += ["--pin-cpu", str(pin)]
+            args += ["--pin-cpu", ",".join(map(str, pin))]
         error = None
         try:
             run: ChildRun | None = run_child(args, timeout=timeout)
@@ -450,6 +476,7 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         "precision": precision,
         "threads": threads,
         "pinned_cpu": (run.result.get("pinned_cpu") if run is not None else None),
+        "timed_cpus": (sorted(set(run.result["run_cpus"])) if run is not None and run.result.get("run_cpus") else None),
         "batch": batch,
         "runs": runs,
         "runs_requested": "auto" if runs is None else runs,
@@ -482,7 +509,9 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
     lat_host = percentiles(res["latencies_ms"])
     calm = undisturbed_runs(res["latencies_ms"], res.get("cpu_ms"))
     lat_calm = percentiles(calm.latencies_ms)
-    basis = host_basis(res["latencies_ms"], res.get("cpu_ms"))
+    basis = host_basis(res["latencies_ms"], res.get("cpu_ms"), res.get("run_cpus"))
+    if basis.cpu is not None:
+        d["pinned_cpu"] = basis.cpu  # the CPU whose runs the basis is
     cpu_host_s = res["timed_cpu_s"] / d["runs"]
     cpu_basis_s = cpu_host_s if basis.cpu_ms is None else basis.cpu_ms / 1e3
     peak = run.peak_rss_mb
