@@ -40,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "loop on a microcontroller)")
     p.add_argument("--precision", default="float32", choices=("float32", "float16", "int8-dynamic", "int8-weight"),
                    help="which artifacts of the bundle to measure (default float32)")
-    p.add_argument("--threads", type=int, default=None, help="backend threads (default for estimates: 1, pinned to the quietest CPU, matching the "
+    p.add_argument("--threads", type=int, default=None, help="backend threads (default for estimates: 1, pinned, taking turns on the two quietest CPUs, matching the "
                         "single-thread SGEMM scaling; on a calibrated device: min(device cores, host CPUs))")
     p.add_argument("--runs", type=int, default=None,
                    help="timed inferences (default: at least 50 and 2 s of them, at most 20000 — enough for a stable "

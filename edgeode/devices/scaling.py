@@ -75,7 +75,7 @@ def decide_scaling(profile: DeviceProfile) -> Scaling:
     ref = host_reference()
     factor = ref.gflops / profile.cpu.gflops_1t
     return Scaling(False, factor, f"estimate for {profile.name} (host figures scaled x{factor:.2f})",
-                   "single-thread host latency (one backend thread pinned to one CPU, a low percentile of >= 2 s of timed "
+                   "single-thread host latency (one backend thread pinned, on the less disturbed of two CPUs, a low percentile of >= 2 s of timed "
                    "runs: undisturbed) x (host single-thread SGEMM GFLOP/s / device cpu.gflops_1t): the device on one "
                    "core; about +-2x "
                    "for conv/GEMM-bound models, an upper bound for tiny overhead-bound ones (see edgeode.devices.scaling)",
