@@ -90,6 +90,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="penalise the ODE block's solve for cheap few-step solves (Finlay et al. 2020): kinetic energy "
                         "and/or Jacobian Frobenius norm, each with its weight, on the same tableau and steps; needs "
                         "backprop through the solver (the default gradient once --reg is given)")
+    p.add_argument("--random-steps", default=None, metavar="LO:HI",
+                   help="draw each training batch's solver step count uniformly from LO..HI (seeded; the fixed-step "
+                        "analogue of STEER's random end time, Ghosh et al. 2020) on the same tableau; evaluation and "
+                        "export use --steps")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data split and data order; default 0")
     p.add_argument("--width", type=int, default=None, help="channels of the conv models (auto: 32 digits, 64 mnist)")
     p.add_argument("--downsample", type=int, default=None,
@@ -143,6 +147,9 @@ def build_config(args: argparse.Namespace):
     from edgeode.train.regularisers import Regularisation, parse_reg
 
     reg = parse_reg(args.reg) if args.reg is not None else Regularisation()
+    from edgeode.train.random_steps import parse_step_range
+
+    random_steps = parse_step_range(args.random_steps).to_list() if args.random_steps is not None else None
     adjoint = args.adjoint
     if adjoint is None:  # --reg differentiates by backprop through the solve (regularisers.py)
         adjoint = args.model in ("odenet", "spiral") and not reg.active
@@ -173,7 +180,7 @@ def build_config(args: argparse.Namespace):
                        batch_size=pick("batch_size"), lr=pick("lr"), seed=args.seed,
                        weight_decay=args.weight_decay, threads=args.threads,
                        train_limit=args.train_limit, schedule=args.schedule, reg_kinetic=reg.kinetic,
-                       reg_jacobian=reg.jacobian)
+                       reg_jacobian=reg.jacobian, random_steps=random_steps)
 
 
 def build_series_config(args: argparse.Namespace):
@@ -189,7 +196,8 @@ def build_series_config(args: argparse.Namespace):
                           f"({', '.join(SERIES_ARCHS)}) train on the series data sets ({', '.join(SERIES_DATASETS)}), the "
                           "others on images or the spiral")
     for flag, value, default in (("--data-path", args.data_path, None), ("--steps", args.steps, None),
-                                 ("--adjoint", args.adjoint, None), ("--reg", args.reg, None)):
+                                 ("--adjoint", args.adjoint, None), ("--reg", args.reg, None),
+                                 ("--random-steps", args.random_steps, None)):
         if value is not default:
             raise ConfigError(f"{flag} does not apply to series models (the solver's steps follow each gap and "
                               "--max-step; gradients are backprop through the solver)")

@@ -29,6 +29,7 @@ from edgeode.names import SCHEDULES
 from edgeode.train.data import DATASETS
 from edgeode.train.models import ModelConfig, build_model
 from edgeode.train.options import checked_options
+from edgeode.train.random_steps import StepRange
 from edgeode.train.regularisers import Regularisation, check_gradient_mode
 
 __all__ = [
@@ -66,6 +67,8 @@ class TrainConfig:
     rounding (see README, Quickstart).
     ``reg_kinetic`` / ``reg_jacobian`` weight the kinetic-energy and Jacobian-norm penalties of the ODE
     block's solve (Finlay et al. 2020, :mod:`edgeode.train.regularisers`; 0: off; backprop only).
+    ``random_steps`` ``[LO, HI]``: each training batch solves with a step count drawn from LO..HI
+    (:mod:`edgeode.train.random_steps`); ``model.steps`` stays the nominal count used by evaluation and export.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -81,6 +84,7 @@ class TrainConfig:
     schedule: str = "constant"
     reg_kinetic: float = 0.0
     reg_jacobian: float = 0.0
+    random_steps: list[int] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -91,6 +95,12 @@ class TrainConfig:
                 raise ConfigError(f"--reg penalises an ODE block's solve; --model {self.model.arch} has none "
                                   "(use odenet, rknet or spiral, or drop --reg)")
             check_gradient_mode(reg, self.model.adjoint)
+        if self.random_steps is not None:
+            self.random_steps = self.step_range.to_list()
+            if self.model.arch not in ("odenet", "rknet"):
+                raise ConfigError(f"--random-steps varies an image ODE-Net's solve; --model {self.model.arch} "
+                                  + ("has its targets on the grid of --steps" if self.model.arch == "spiral"
+                                     else "has no ODE block") + " (use odenet or rknet, or drop --random-steps)")
         if self.data not in DATASETS:
             raise ConfigError(f"unknown data set {self.data!r}; choose one of: {', '.join(DATASETS)}")
         for name in ("epochs", "batch_size"):
@@ -115,6 +125,16 @@ class TrainConfig:
     def regularisation(self) -> Regularisation:
         """The :class:`~edgeode.train.regularisers.Regularisation` of ``reg_kinetic`` / ``reg_jacobian``."""
         return Regularisation(self.reg_kinetic, self.reg_jacobian)
+
+    @property
+    def step_range(self) -> StepRange | None:
+        """The :class:`~edgeode.train.random_steps.StepRange` of ``random_steps`` (``None``: the nominal steps)."""
+        if self.random_steps is None:
+            return None
+        rs = self.random_steps
+        if isinstance(rs, (str, bytes)) or not isinstance(rs, (list, tuple)) or len(rs) != 2:
+            raise ConfigError(f"random_steps must be [LO, HI], got {rs!r} (e.g. --random-steps 2:8)")
+        return StepRange(*rs)
 
     def to_dict(self) -> dict:
         d = asdict(self)

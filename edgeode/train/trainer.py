@@ -9,6 +9,9 @@
 * With ``reg_kinetic`` / ``reg_jacobian`` the loss adds the kinetic-energy and Jacobian-norm penalties
   of the ODE block's own solve (Finlay et al. 2020, :mod:`edgeode.train.regularisers`); the epoch
   history records their means.
+* With ``random_steps`` each batch solves with a step count drawn from LO..HI (a generator seeded with
+  ``config.seed``; :mod:`edgeode.train.random_steps`); the epoch history records the mean drawn count and
+  the block is left at the nominal ``model.steps``.
 * Optimiser: Adam (Kingma & Ba 2015) with learning rate ``config.lr``, constant or on the one-cycle
   schedule (``config.schedule``, stepped once per batch).
 * Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
@@ -247,6 +250,8 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
     block = getattr(model, "block", None)
     if block is not None:
         block.regularisation = reg if reg.active else None
+    step_range = config.step_range
+    step_gen = torch.Generator().manual_seed(config.seed) if step_range is not None else None
     check_input_shape(data.x_train[:1], tuple(data.input_shape), "training data")
     history: list[dict] = []
     start = time.perf_counter()
@@ -259,8 +264,12 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
                    disable=not (progress and ctx.is_main and is_terminal()), unit="batch")
         total, correct, seen = 0.0, 0, 0
         reg_sums = {"kinetic": 0.0, "jacobian": 0.0}
+        drawn: list[int] = []
         for idx in bar:
             x, y = data.x_train[idx], data.y_train[idx]
+            if step_gen is not None:
+                block.steps = step_range.draw(step_gen)
+                drawn.append(block.steps)
             optimizer.zero_grad(set_to_none=True)
             loss, c = _loss_and_correct(net, data, x, y, stride)
             loss_value = float(loss.detach())
@@ -289,6 +298,8 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
             entry["train_accuracy"] = correct / max(seen, 1)
         if reg.active:
             entry.update({f"train_{k}": v / max(seen, 1) for k, v in reg_sums.items()})
+        if drawn:
+            entry["train_steps_mean"] = sum(drawn) / len(drawn)
         history.append(entry)
         if progress and ctx.is_main:
             extra = f" acc {entry['train_accuracy']:.3f}" if "train_accuracy" in entry else ""
@@ -296,6 +307,7 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
     train_time = time.perf_counter() - start
     if block is not None:
         block.regularisation = None
+        block.steps = config.model.steps  # evaluation, the saved run and export use the nominal steps
     metrics = evaluate(model, data, "test")
     metrics.update({
         "train_time_s": round(train_time, 3),
@@ -303,6 +315,7 @@ def _fit(net: nn.Module, model: nn.Module, config: TrainConfig, data: Dataset, c
         "epochs": config.epochs,
         "schedule": config.schedule,
         "regularisation": {"kinetic": reg.kinetic, "jacobian": reg.jacobian},
+        "random_steps": config.random_steps,
         "history": history,
         "field_evaluations_per_forward": _field_evaluations(config.model),
         "threads": torch.get_num_threads(),
