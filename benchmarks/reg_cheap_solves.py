@@ -1,23 +1,31 @@
-"""Do the kinetic / Jacobian regularisers (Finlay et al. 2020, arXiv 2002.02798) buy cheaper solves?
+"""Do the kinetic / Jacobian regularisers (Finlay et al. 2020, arXiv 2002.02798) or a randomly varied step
+count (``--random-steps``, the fixed-step analogue of STEER, Ghosh et al. 2020) buy cheaper solves?
 
-For each seed, trains the same ODE-Net twice with backprop through the solver (``edgeode train``, real
-runs): without regularisation and with ``--reg``. Then reads each run's accuracy-vs-field-evaluations
+For each seed, trains the same ODE-Net once per *arm* (``--arms``) with backprop through the solver
+(``edgeode train``, real runs, the same epochs, data and nominal steps in every arm): by default without
+anything; the Jacobian term alone; kinetic + Jacobian at 0.01 (the best weight of the last session) and at
+0.03; ``--random-steps 1:7`` (mean 4 = the nominal steps: the same expected training cost per batch); and
+random steps + kinetic/Jacobian 0.01. Then reads each run's accuracy-vs-field-evaluations
 curve with ``edgeode tune RUN --no-prune --json`` (every step count of every swept tableau up to
 ``--max-steps``, float32, through the torch-free runtime), and reports
 
 * the reference: the 10-step RK4 figure (``rk4 x 10``, 40 field evaluations), and
 * the fewest field evaluations whose accuracy stays within ``--within`` (0.5 point) of it, and
-* the figures of two cheap solves beside it: RK4 x 1 (4 evaluations) and Euler x 2 (2 evaluations).
+* the figures of two cheap solves beside it: RK4 x 1 (4 evaluations) and Euler x 2 (2 evaluations);
+* per arm, the fewest evaluations of each seed and the ratio to the unregularised arm's (the goal: >= 2).
 
 Selection without bias, as tune does it: the held-out test split is halved; the fewest-evaluations
 configuration is chosen on the validation half (its figure within 0.5 point of rk4 x 10's validation
 figure) and its figure on the test half is reported beside rk4 x 10's test figure.
 
-    python3 benchmarks/reg_cheap_solves.py --data mnist --data-path ../shared/data/mnist --seeds 0,1
+    python3 benchmarks/reg_cheap_solves.py --data mnist --data-path ../shared/data/mnist --seeds 0,1,2
+    python3 benchmarks/reg_cheap_solves.py --arms "none;kinetic=0.01"     # one arm against none
     python3 benchmarks/reg_cheap_solves.py --data digits --epochs 12 --width 32   # the digits case
 
-Writes benchmarks/results/reg_cheap_solves[-DATA][-REG].json and .md (REG where --reg is not the default) (``--out DIR`` elsewhere); runs are kept
-under ``--work DIR`` (a rerun reuses a finished run of the same settings).
+An arm is ``none``, a ``--reg`` spec, ``random=LO:HI``, or ``random=LO:HI+REG``; arms are separated by ``;``.
+Writes benchmarks/results/reg_cheap_solves[-DATA][-ARMS].json and .md (ARMS where --arms is not the default)
+(``--out DIR`` elsewhere); runs are kept under ``--work DIR`` (a rerun reuses a finished run of the same
+settings, with the training time it was measured with).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import HelpFormatter, log, machine_info, machine_markdown, markdown_table, write_results
@@ -35,6 +44,45 @@ from common import HelpFormatter, log, machine_info, machine_markdown, markdown_
 ROOT = Path(__file__).resolve().parents[1]
 #: Cheap solves whose figures are shown beside the reference (tableau, steps).
 CHEAP = (("rk4", 1), ("euler", 2))
+#: The default arms (see the module docstring).
+ARMS = "none;jacobian=0.01;kinetic=0.01,jacobian=0.01;kinetic=0.03,jacobian=0.03;random=1:7;" \
+       "random=1:7+kinetic=0.01,jacobian=0.01"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One training variant: a ``--reg`` spec and/or a ``--random-steps`` range (both ``None``: plain)."""
+
+    reg: str | None = None
+    random_steps: str | None = None
+
+    @property
+    def label(self) -> str:
+        parts = ([f"random={self.random_steps}"] if self.random_steps else []) + ([self.reg] if self.reg else [])
+        return "+".join(parts) or "none"
+
+    @property
+    def slug(self) -> str:
+        """The run-name suffix (``none``, ``kinetic0.01_jacobian0.01``, ``rs1-7``, ``rs1-7-kinetic0.01``)."""
+        parts = ([f"rs{self.random_steps.replace(':', '-')}"] if self.random_steps else []) + (
+            [self.reg.replace("=", "").replace(",", "_")] if self.reg else [])
+        return "-".join(parts) or "none"
+
+
+def parse_arms(spec: str) -> list[Arm]:
+    """``"none;jacobian=0.01;random=1:7+kinetic=0.01"`` -> arms (see the module docstring)."""
+    arms = []
+    for text in (a.strip() for a in spec.split(";") if a.strip()):
+        reg = random_steps = None
+        for token in text.split("+"):
+            if token.startswith("random="):
+                random_steps = token.removeprefix("random=")
+            elif token != "none":
+                reg = token
+        arms.append(Arm(reg, random_steps))
+    if not arms or arms[0] != Arm():
+        raise SystemExit(f"--arms {spec!r}: the first arm must be none (the baseline the others are compared with)")
+    return arms
 
 
 def _edgeode(*args: str) -> str:
@@ -45,9 +93,8 @@ def _edgeode(*args: str) -> str:
     return proc.stdout
 
 
-def _train(args, seed: int, reg: str | None, work: Path) -> tuple[Path, dict]:
-    name = f"{args.data}-w{args.width}-{args.solver}{args.steps}-e{args.epochs}-s{seed}-" + (
-        reg.replace("=", "").replace(",", "_") if reg else "none")
+def _train(args, seed: int, arm: Arm, work: Path) -> tuple[Path, dict]:
+    name = f"{args.data}-w{args.width}-{args.solver}{args.steps}-e{args.epochs}-s{seed}-{arm.slug}"
     run = work / name
     cmd = ["train", "-o", str(run), "--data", args.data, "--width", str(args.width), "--solver", args.solver,
            "--steps", str(args.steps), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
@@ -56,8 +103,10 @@ def _train(args, seed: int, reg: str | None, work: Path) -> tuple[Path, dict]:
         cmd += ["--data-path", args.data_path]
     if args.train_limit:
         cmd += ["--train-limit", str(args.train_limit)]
-    if reg:
-        cmd += ["--reg", reg]
+    if arm.reg:
+        cmd += ["--reg", arm.reg]
+    if arm.random_steps:
+        cmd += ["--random-steps", arm.random_steps]
     if not (run / "metrics.json").is_file():
         log(f"train {name}")
         _edgeode(*cmd, "--overwrite")
@@ -93,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="mnist")
     p.add_argument("--data-path", default=None)
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--reg", default="kinetic=0.01,jacobian=0.01", help="the --reg of the regularised runs")
+    p.add_argument("--arms", default=ARMS, help="the training variants, ';'-separated, the first none (docstring)")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--solver", default="rk4", help="the training tableau")
     p.add_argument("--steps", type=int, default=4, help="the training steps")
@@ -115,27 +164,36 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     rows, payload = [], {"machine": info, "settings": vars(args), "runs": []}
+    arms = parse_arms(args.arms)
+    fewest: dict[str, dict[int, int]] = {a.label: {} for a in arms}
     for seed in (int(s) for s in args.seeds.split(",")):
-        for reg in (None, args.reg):
-            run, trained = _train(args, seed, reg, work)
+        for arm in arms:
+            run, trained = _train(args, seed, arm, work)
             s = _summary(_curve(args, run), args.within)
-            payload["runs"].append({"seed": seed, "reg": reg or "none", **trained, **s})
-            rows.append([seed, reg or "none", f"{trained['test_accuracy']:.4f}", f"{trained['train_time_s']:.0f}",
+            fewest[arm.label][seed] = s["evals"]
+            payload["runs"].append({"seed": seed, "arm": arm.label, **trained, **s})
+            rows.append([seed, arm.label, f"{trained['test_accuracy']:.4f}", f"{trained['train_time_s']:.0f}",
                          f"{100 * s['ref_val']:.2f}% / {100 * s['ref_test']:.2f}%", s["fewest"], s["evals"],
                          f"{100 * s['val']:.2f}% / {100 * s['test']:.2f}%",
                          *(f"{100 * v:.1f}% / {100 * t:.1f}%" for _, v, t in s["cheap"].values())])
             log(" | ".join(str(c) for c in rows[-1]))
     payload["seconds"] = time.perf_counter() - start
-    table = markdown_table(["seed", "--reg", "torch test acc.", "train s", "rk4 x 10 (40 evals) val / test",
+    base = fewest["none"]
+    summary = [[label, " / ".join(str(e) for e in per.values()),
+                " / ".join(f"{base[k] / e:.2f}" for k, e in per.items())] for label, per in fewest.items()]
+    payload["fewest_evaluations"] = {label: {str(k): e for k, e in per.items()} for label, per in fewest.items()}
+    table = markdown_table(["seed", "arm", "torch test acc.", "train s", "rk4 x 10 (40 evals) val / test",
                             f"fewest evals within {100 * args.within:g} pt (val)", "evals", "its val / test",
                             *(f"{k} ({e} evals) val / test" for k, (e, _, _) in s["cheap"].items())], rows)
     md = "\n\n".join([f"# Regularised training for cheap solves ({args.data})", machine_markdown(info),
                       f"Settings: width {args.width}, trained {args.solver} x {args.steps}, {args.epochs} epochs, "
                       f"backprop; curves by `edgeode tune RUN --device {args.device} --solvers {args.solvers} "
                       f"--max-steps {args.max_steps} --no-prune --precisions float32`; {payload['seconds']:.0f} s in all.",
-                      table])
+                      table, "Fewest evaluations within the tolerance per seed, and the ratio none / arm "
+                      "(the goal: >= 2 at every seed):",
+                      markdown_table(["arm", f"fewest evals (seeds {args.seeds})", "none / arm"], summary)])
     name = "reg_cheap_solves" + ("" if args.data == "mnist" else f"-{args.data}") + (
-        "" if args.reg == p.get_default("reg") else "-" + args.reg.replace("=", "").replace(",", "_"))
+        "" if args.arms == ARMS else "-" + "-".join(a.slug for a in arms[1:]))
     paths = write_results(name, payload, md, args.out)
     print(md)
     log(f"wrote {paths[0]} and {paths[1]}")
