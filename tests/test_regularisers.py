@@ -66,11 +66,36 @@ def test_bad_specs_and_adjoint_are_typed_errors():
                         ("jacobian=nan", ">= 0"), ("", "has no weight")):
         with pytest.raises(ConfigError, match=words):
             parse_reg(spec)
-    with pytest.raises(ConfigError, match="--backprop"):
-        TrainConfig(model=ModelConfig(arch="odenet", adjoint=True), reg_kinetic=0.1)
     with pytest.raises(ConfigError, match="has none"):
         TrainConfig(model=ModelConfig(arch="resnet"), reg_jacobian=0.1)
-    assert main(["train", "-o", "/nonexistent/x", "--reg", "kinetic=0.1", "--adjoint", "-q"]) == 2
+    assert main(["train", "-o", "/nonexistent/x", "--reg", "kinetic=0.1,kinetic=1", "--adjoint", "-q"]) == 2
+
+
+@pytest.mark.parametrize("trajectory", [False, True])
+def test_adjoint_gradients_approach_backprop(trajectory):
+    """--reg with the adjoint: the penalties' values equal backprop's solve (the same stages and probe), and the
+    gradients of loss + both penalties (the Jacobian term: a second derivative) to h0 and to every parameter
+    approach backprop's as the steps grow (the optimise-then-discretise gradient differs by O(dt^4) for RK4:
+    measured max relative differences 3.9e-7 / 4.6e-7 at 4 steps, 1.6e-9 / 1.9e-9 at 16, a ratio ~250 = 4^4,
+    float64; asserted: < 1e-4 at 4 steps and a ratio > 50)."""
+    torch.manual_seed(0)
+    field = MLPField(3, hidden=8).double()
+    h0 = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    reg = Regularisation(kinetic=0.5, jacobian=0.5)
+    diffs = []
+    for steps in (4, 16):
+        grads, terms_of = [], []
+        for adjoint in (False, True):
+            gen = torch.Generator().manual_seed(1)
+            out, terms = regularised_solve(field, h0, "rk4", reg, steps=steps, trajectory=trajectory, generator=gen,
+                                           adjoint=adjoint)
+            loss = out.pow(2).sum() + terms.penalty(reg)
+            grads.append(torch.autograd.grad(loss, (h0, *field.parameters())))
+            terms_of.append(terms)
+        backprop, adj = terms_of
+        assert torch.allclose(adj.kinetic, backprop.kinetic) and torch.allclose(adj.jacobian, backprop.jacobian)
+        diffs.append(max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(*grads, strict=True)))
+    assert diffs[0] < 1e-4 and diffs[1] < diffs[0] / 50, diffs
 
 
 def test_train_with_reg_records_it(tmp_path, capsys):
@@ -86,3 +111,9 @@ def test_train_with_reg_records_it(tmp_path, capsys):
     epoch = metrics["history"][0]
     assert epoch["train_kinetic"] > 0 and epoch["train_jacobian"] > 0
     assert metrics["regularisation"] == {"kinetic": 0.01, "jacobian": 0.01}
+    adj = tmp_path / "adjoint"
+    code = main(["train", "-o", str(adj), "--reg", "jacobian=0.01", "--adjoint", "--epochs", "1", "--train-limit",
+                 "64", "--width", "8", "--steps", "2", "--threads", "1", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((adj / "config.json").read_text())["model"]["adjoint"] is True
+    assert json.loads((adj / "metrics.json").read_text())["history"][0]["train_jacobian"] > 0

@@ -88,8 +88,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay; default 0")
     p.add_argument("--reg", default=None, metavar="kinetic=W,jacobian=W",
                    help="penalise the ODE block's solve for cheap few-step solves (Finlay et al. 2020): kinetic energy "
-                        "and/or Jacobian Frobenius norm, each with its weight, on the same tableau and steps; needs "
-                        "backprop through the solver (the default gradient once --reg is given)")
+                        "and/or Jacobian Frobenius norm, each with its weight, on the same tableau and steps; gradients "
+                        "by backprop through the solver (the default once --reg is given) or, with --adjoint, by the "
+                        "adjoint method with the penalties as quadratures of the augmented state")
     p.add_argument("--random-steps", default=None, metavar="LO:HI",
                    help="draw each training batch's solver step count uniformly from LO..HI (seeded; the fixed-step "
                         "analogue of STEER's random end time, Ghosh et al. 2020) on the same tableau; evaluation and "
@@ -151,7 +152,7 @@ def build_config(args: argparse.Namespace):
 
     random_steps = parse_step_range(args.random_steps).to_list() if args.random_steps is not None else None
     adjoint = args.adjoint
-    if adjoint is None:  # --reg differentiates by backprop through the solve (regularisers.py)
+    if adjoint is None:  # --reg differentiates by backprop through the solve unless --adjoint (regularisers.py)
         adjoint = args.model in ("odenet", "spiral") and not reg.active
     if args.model == "rknet" and adjoint:
         raise ConfigError("--model rknet means backprop through the solver; use --model odenet for --adjoint")

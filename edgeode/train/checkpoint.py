@@ -30,7 +30,7 @@ from edgeode.train.data import DATASETS
 from edgeode.train.models import ModelConfig, build_model
 from edgeode.train.options import checked_options
 from edgeode.train.random_steps import StepRange
-from edgeode.train.regularisers import Regularisation, check_gradient_mode
+from edgeode.train.regularisers import Regularisation
 
 __all__ = [
     "TrainConfig",
@@ -66,7 +66,7 @@ class TrainConfig:
     wherever the last constant-rate step left it, so the result moves less with seed and float
     rounding (see README, Quickstart).
     ``reg_kinetic`` / ``reg_jacobian`` weight the kinetic-energy and Jacobian-norm penalties of the ODE
-    block's solve (Finlay et al. 2020, :mod:`edgeode.train.regularisers`; 0: off; backprop only).
+    block's solve (Finlay et al. 2020, :mod:`edgeode.train.regularisers`; 0: off; backprop or adjoint).
     ``random_steps`` ``[LO, HI]``: each training batch solves with a step count drawn from LO..HI
     (:mod:`edgeode.train.random_steps`); ``model.steps`` stays the nominal count used by evaluation and export.
     """
@@ -94,7 +94,6 @@ class TrainConfig:
             if self.model.arch not in ("odenet", "rknet", "spiral"):
                 raise ConfigError(f"--reg penalises an ODE block's solve; --model {self.model.arch} has none "
                                   "(use odenet, rknet or spiral, or drop --reg)")
-            check_gradient_mode(reg, self.model.adjoint)
         if self.random_steps is not None:
             self.random_steps = self.step_range.to_list()
             if self.model.arch not in ("odenet", "rknet"):

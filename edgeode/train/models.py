@@ -104,11 +104,10 @@ class ODEBlock(nn.Module):
     def forward(self, h0: torch.Tensor, trajectory: bool = False) -> torch.Tensor:
         reg = self.regularisation
         if reg is not None and reg.active and self.training and torch.is_grad_enabled():
-            from edgeode.train.regularisers import check_gradient_mode, regularised_solve
+            from edgeode.train.regularisers import regularised_solve
 
-            check_gradient_mode(reg, self.adjoint)
             out, self.reg_terms = regularised_solve(self.field, h0, self.tableau, reg, self.t0, self.t1, self.steps,
-                                                    trajectory=trajectory)
+                                                    trajectory=trajectory, adjoint=self.adjoint)
             return out
         if self.adjoint and torch.is_grad_enabled():
             from edgeode.train.adjoint import odeint_adjoint

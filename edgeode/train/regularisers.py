@@ -16,8 +16,9 @@ over its own stages (for Euler ``Σ dt ||f(t_n, h_n)||²``). Each term is averag
 dimensions (so a weight means the same at any width or image size) and returned per sample.
 
 Gradients: by backprop through the solver (the Jacobian term needs ``create_graph=True``, a second
-derivative of the field). With the adjoint method the penalties would need the augmented adjoint
-state; edgeode does not implement it and refuses the combination (:func:`check_gradient_mode`).
+derivative of the field), or with ``adjoint=True`` by the adjoint method with the two integrals as
+quadratures of the augmented state (:func:`edgeode.train.adjoint.odeint_adjoint_quadratures`; memory
+constant in the steps; the optimise-then-discretise gradient, which approaches backprop's as the steps grow).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from edgeode.errors import ConfigError
 from edgeode.tableaus import ButcherTableau, get_tableau
 from edgeode.train.solver import VectorField, check_steps, rk_step
 
-__all__ = ["Regularisation", "RegTerms", "parse_reg", "regularised_solve", "check_gradient_mode", "TERMS"]
+__all__ = ["Regularisation", "RegTerms", "parse_reg", "regularised_solve", "TERMS"]
 
 #: The penalty names ``--reg`` takes.
 TERMS = ("kinetic", "jacobian")
@@ -93,14 +94,6 @@ def parse_reg(spec: str) -> Regularisation:
     return Regularisation(**weights)
 
 
-def check_gradient_mode(reg: Regularisation, adjoint: bool) -> None:
-    """Refuse the adjoint method with an active regulariser (see the module docstring)."""
-    if reg.active and adjoint:
-        raise ConfigError("the --reg penalties are computed on the solve and differentiated by backprop through it; "
-                          "with the adjoint method they would need an augmented adjoint state, which edgeode does not "
-                          "implement: train with --backprop (or --model rknet), or drop --reg")
-
-
 def _augmented(field: VectorField, reg: Regularisation, probe: torch.Tensor | None):
     def f_aug(t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         h = state[0]
@@ -120,10 +113,11 @@ def _augmented(field: VectorField, reg: Regularisation, probe: torch.Tensor | No
 
 def regularised_solve(field: VectorField, h0: torch.Tensor, tableau: ButcherTableau | str, reg: Regularisation,
                       t0: float = 0.0, t1: float = 1.0, steps: int = 10, trajectory: bool = False,
-                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, RegTerms]:
+                      generator: torch.Generator | None = None, adjoint: bool = False) -> tuple[torch.Tensor, RegTerms]:
     """:func:`edgeode.train.solver.solve` with the state augmented by the two integrals; returns what ``solve``
     returns (h(t1), or every grid state) and the :class:`RegTerms`. The Hutchinson probe is drawn once per
-    call from ``generator`` (torch's default generator when ``None``)."""
+    call from ``generator`` (torch's default generator when ``None``); ``adjoint``: gradients by the adjoint
+    method (the same probe in the forward and the backward sweep)."""
     tableau = get_tableau(tableau)
     check_steps(steps)
     batch = h0.shape[0]
@@ -131,6 +125,11 @@ def regularised_solve(field: VectorField, h0: torch.Tensor, tableau: ButcherTabl
     if reg.jacobian > 0:
         probe = torch.randn(h0.shape, dtype=h0.dtype, device=h0.device, generator=generator)
     f_aug = _augmented(field, reg, probe)
+    if adjoint:
+        from edgeode.train.adjoint import odeint_adjoint_quadratures
+
+        out, kinetic, jacobian = odeint_adjoint_quadratures(field, f_aug, 2, h0, tableau, t0, t1, steps, trajectory)
+        return out, RegTerms(kinetic, jacobian)
     zeros = torch.zeros(batch, dtype=h0.dtype, device=h0.device)
     dt = (float(t1) - float(t0)) / steps
     dt_t = torch.tensor(dt, dtype=h0.dtype, device=h0.device)
