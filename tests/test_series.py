@@ -123,6 +123,22 @@ def test_streamed_equals_batched_and_torch(contract_bundle, data, backend):
 
 
 @pytest.mark.slow
+def test_observe_graph_is_one_call_equal_to_the_separate_files(contract_bundle, data):
+    """The ONNX observe file (solve + cell in one graph) gives the separate field/cell files' scores."""
+    from edgeode.runtime import SeriesModel, load, read_bundle
+    from edgeode.train.series_data import thin
+
+    fused = load(contract_bundle[1], backend="onnxruntime")
+    split = SeriesModel(read_bundle(contract_bundle[1]), "onnxruntime", fused=False)
+    assert fused.describe()["calls_per_observation"].startswith("1 ")
+    assert "observe" in fused.describe()["artifacts"] and "observe" not in split.describe()["artifacts"]
+    for s in (data.test[4], thin(data.test[9], 0.8, (3, 9))):
+        raw = data.raw(s)
+        np.testing.assert_allclose(fused.predict_series(s.times, raw), split.predict_series(s.times, raw),
+                                   atol=TORCH_TOLERANCE, rtol=0)
+
+
+@pytest.mark.slow
 def test_bad_samples_get_typed_errors(contract_bundle, data):
     from edgeode.runtime import load
 

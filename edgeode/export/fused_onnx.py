@@ -9,7 +9,9 @@ in the graph). ``t`` is loop state. One step with tableau ``(a, b, c)`` (Butcher
     k_i = f(t + c_i dt, h + dt Σ_j a_ij k_j),     h' = h + dt Σ_i b_i k_i,     t' = t + dt
 
 Encoder and head graphs are inlined before and after the loop (classifier), or the loop emits every
-state as a scan output and the graph returns ``[steps + 1, B, D]`` (dynamics). The field's weights
+state as a scan output and the graph returns ``[steps + 1, B, D]`` (dynamics), or a GRU cell is inlined
+after the loop (a series bundle's ``observe``: the solve across one gap, then the update at the
+observation; ``dt`` and ``steps`` are inputs there, the field autonomous). The field's weights
 are initializers of the loop body (stored once however many stages the tableau has; kept out of the
 outer scope so that onnxruntime can treat them as constants and pre-pack the convolution weights).
 """
@@ -23,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeode.errors import ExportError
 from edgeode.tableaus import ButcherTableau
 
-__all__ = ["build_fused_classifier", "build_fused_trajectory"]
+__all__ = ["build_fused_classifier", "build_fused_observe", "build_fused_trajectory"]
 
 
 class _Inliner:
@@ -114,7 +116,9 @@ def _loop_body(field: onnx.GraphProto, inl: _Inliner, tableau: ButcherTableau, s
         if c_i != 0.0:
             nodes.append(helper.make_node("Add", ["t_in", _coef(f"c{i}", c_i)], [p + "t"], name=p + "add_t"))
             t = p + "t"
-        stage_nodes, (k,) = inl.inline(field, p, "field/", {field.input[0].name: t, field.input[1].name: y})
+        # f(t, h), or an autonomous f(h) (a series field): the state is the last input
+        feeds = {field.input[-1].name: y, **({field.input[0].name: t} if len(field.input) > 1 else {})}
+        stage_nodes, (k,) = inl.inline(field, p, "field/", feeds)
         nodes += stage_nodes
         ks.append(k)
     h = "h_in"
@@ -146,6 +150,12 @@ def _solver_nodes(tableau: ButcherTableau, t0: float, t1: float) -> list[onnx.No
     nodes = [_const("t0", t0), _const("span", t1 - t0),
              helper.make_node("Cast", ["steps"], ["steps_f"], to=TensorProto.FLOAT, name="steps_f"),
              helper.make_node("Div", ["span", "steps_f"], ["dt"], name="dt")]
+    return nodes + _coef_nodes(tableau)
+
+
+def _coef_nodes(tableau: ButcherTableau) -> list[onnx.NodeProto]:
+    """The per-step coefficients a_ij dt, b_i dt, c_i dt of the value ``dt`` (outer scope)."""
+    nodes = []
     coefs = {f"a{i}_{j}": a for i, row in enumerate(tableau.a) for j, a in enumerate(row) if a != 0.0}
     coefs.update({f"b{i}": b for i, b in enumerate(tableau.b) if b != 0.0})
     coefs.update({f"c{i}": c for i, c in enumerate(tableau.c) if c != 0.0})
@@ -156,9 +166,11 @@ def _solver_nodes(tableau: ButcherTableau, t0: float, t1: float) -> list[onnx.No
     return nodes
 
 
-def _finish(nodes, inl: _Inliner, inputs, outputs, steps: int, parts: list[onnx.ModelProto], name: str) -> onnx.ModelProto:
-    steps_init = numpy_helper.from_array(np.array(steps, dtype=np.int64), "steps")
-    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=[*inl.initializers, steps_init])
+def _finish(nodes, inl: _Inliner, inputs, outputs, steps: int | None, parts: list[onnx.ModelProto],
+            name: str) -> onnx.ModelProto:
+    """The checked model; ``steps`` the default of the ``steps`` input (None: the caller must feed it)."""
+    defaults = [] if steps is None else [numpy_helper.from_array(np.array(steps, dtype=np.int64), "steps")]
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=[*inl.initializers, *defaults])
     opsets: dict[str, int] = {}
     for part in parts:
         for op in part.opset_import:
@@ -210,3 +222,31 @@ def build_fused_trajectory(field: onnx.ModelProto, tableau: ButcherTableau, t0: 
     y0 = helper.make_tensor_value_info("y0", TensorProto.FLOAT, ["batch", state_dim])
     states = helper.make_tensor_value_info("states", TensorProto.FLOAT, ["steps_plus_1", "batch", state_dim])
     return _finish(nodes, inl, [y0, _steps_input()], [states], steps, [field], "trajectory_fused")
+
+
+def build_fused_observe(field: onnx.ModelProto, cell: onnx.ModelProto, tableau: ButcherTableau) -> onnx.ModelProto:
+    """(x [B, C], h [B, H], dt, steps) -> h_new [B, H]: ``steps`` RK steps of ``dt`` of the autonomous ``field``
+    f(h) (0 steps: none, the first observation), then the GRU ``cell`` (x, h) -> h_new, as one checked model.
+
+    One backend call per observation of an ODE-RNN (Rubanova et al. 2019, arXiv 1907.03907, Algorithm 1)
+    where the separate files take ``stages x steps + 1``. ``dt`` (float32 scalar, the step: gap / steps) and
+    ``steps`` (int64 scalar) must be fed; the caller picks them by ``interval_steps(gap, max_step)``.
+    """
+    inl = _Inliner()
+    body = _loop_body(field.graph, inl, tableau, scan=False)
+    loop = helper.make_node("Loop", ["steps", "", "t0", "h"], ["t_final", "h_solved"], body=body, name="solve")
+    x_name, h_name = (i.name for i in cell.graph.input[:2])
+    cell_nodes, (h_new,) = inl.inline(cell.graph, "cell/", "cell/", {x_name: "x", h_name: "h_solved"})
+    cell_nodes.append(helper.make_node("Identity", [h_new], ["h_new"], name="h_new"))
+    inputs = []
+    for src, name in ((cell.graph.input[0], "x"), (cell.graph.input[1], "h")):
+        value = onnx.ValueInfoProto()
+        value.CopyFrom(src)
+        value.name = name
+        inputs.append(value)
+    inputs += [helper.make_tensor_value_info("dt", TensorProto.FLOAT, []), _steps_input()]
+    out = onnx.ValueInfoProto()
+    out.CopyFrom(cell.graph.output[0])
+    out.name = "h_new"
+    nodes = [_const("t0", 0.0), *_coef_nodes(tableau), loop, *cell_nodes]
+    return _finish(nodes, inl, inputs, [out], None, [field, cell], "observe_fused")

@@ -3,7 +3,9 @@
 The three parts of :class:`edgeode.train.series_models.ODERNN` become separate files, because a device
 runs them at different moments: the field f(h) (``h -> dh``) between observations, as many times as the
 gap needs (the runtime's :class:`~edgeode.runtime.loop.FieldLoop`), the GRU cell (``x, h -> h``) once
-per observation, the head (``h -> logits``) when a class is asked for. Each file, ONNX (dynamic batch)
+per observation, the head (``h -> logits``) when a class is asked for. Beside them the ONNX ``observe`` file
+(``x, h, dt, steps -> h_new``, :func:`edgeode.export.fused_onnx.build_fused_observe`) holds the solve across
+one gap and the GRU update as one graph: one backend call per observation. Each file, ONNX (dynamic batch)
 and TFLite (fixed batch 1, a device's one stream), passes the parity gate of
 :mod:`edgeode.export.parity` on hidden states of real held-out series (the states the torch model
 reaches while reading them) and on random ones. The manifest (kind ``series``) states the channels,
@@ -80,15 +82,17 @@ def _jobs(model: ODERNN, h: torch.Tensor, x: torch.Tensor, formats: tuple[str, .
     cell_cases = [ParityCase({"x": _np(x[i:i + 1]), "h": _np(h[i:i + 1])}, _np(h_new[i:i + 1]), ("h",))
                   for i in range(0, len(h), max(1, len(h) // 16))]
     h2, x2 = h[:2].contiguous(), x[:2].contiguous()
+    export_field = lambda p: export_onnx(model.field, (h2,), ["h"], ["dh"], p, ("h",))  # noqa: E731
+    export_cell = lambda p: export_onnx(cell, (x2, h2), ["x", "h"], ["h_new"], p, ("x", "h"))  # noqa: E731
     jobs = []
     if "onnx" in formats:
         jobs += [
-            Job("field", "onnx", "onnx/field.onnx",
-                lambda p: export_onnx(model.field, (h2,), ["h"], ["dh"], p, ("h",)), field_case, None),
-            Job("cell", "onnx", "onnx/cell.onnx",
-                lambda p: export_onnx(cell, (x2, h2), ["x", "h"], ["h_new"], p, ("x", "h")), cell_cases, None),
+            Job("field", "onnx", "onnx/field.onnx", export_field, field_case, None),
+            Job("cell", "onnx", "onnx/cell.onnx", export_cell, cell_cases, None),
             Job("head", "onnx", "onnx/head.onnx",
                 lambda p: export_onnx(model.head, (h2,), ["h"], ["logits"], p, ("h",)), head_case, None),
+            Job("observe", "onnx", "onnx/observe.onnx", _observe_builder(model, export_field, export_cell),
+                _observe_cases(model, cell, h, x), None),
         ]
     if "tflite" in formats:
         from edgeode.export.tflite_export import convert_tflite
@@ -103,6 +107,39 @@ def _jobs(model: ODERNN, h: torch.Tensor, x: torch.Tensor, formats: tuple[str, .
                 lambda p: convert_tflite(model.head, {"h": h1}, "logits", p), head_case, 1),
         ]
     return jobs
+
+
+#: (steps, step as a fraction of max_step) of the observe file's parity cases: the first observation (no
+#: solve), one step, and several shorter ones
+OBSERVE_CASES = ((0, 1.0), (1, 1.0), (3, 0.7))
+
+
+def _observe_cases(model: ODERNN, cell: nn.Module, h: torch.Tensor, x: torch.Tensor) -> list[ParityCase]:
+    """Torch's ``evolve`` (the training code) then the cell, on every state, for each of :data:`OBSERVE_CASES`."""
+    cases = []
+    for steps, fraction in OBSERVE_CASES:
+        dt = np.float32(fraction * model.cfg.max_step)
+        n = torch.full((len(h),), steps, dtype=torch.int64)
+        with torch.no_grad():
+            ref = cell(x, model.evolve(h, torch.full((len(h),), float(dt) * steps, dtype=torch.float64), n))
+        cases.append(ParityCase({"x": _np(x), "h": _np(h), "dt": np.array(dt, np.float32),
+                                 "steps": np.array(steps, np.int64)}, _np(ref), ("h",)))
+    return cases
+
+
+def _observe_builder(model: ODERNN, export_field, export_cell):
+    """The fused observe graph from the field and cell ONNX files beside it (they passed the gate), else fresh ones."""
+    def build(path: Path) -> None:
+        import tempfile
+
+        from edgeode.export.fused_onnx import build_fused_observe
+        from edgeode.export.plan import _part, _save
+
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            field = _part(path, Path(tmp), "field.onnx", export_field)
+            cell = _part(path, Path(tmp), "cell.onnx", export_cell)
+            _save(build_fused_observe(field, cell, model.tableau), path)
+    return build
 
 
 def _manifest(run: SeriesRun, timings: dict) -> Manifest:

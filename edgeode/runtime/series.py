@@ -10,7 +10,9 @@
 ``observe`` solves the state from the previous observation's time to ``t`` with the runtime's
 :class:`~edgeode.runtime.loop.FieldLoop` around the ``field`` artifact -- the tableau of the manifest,
 ``interval_steps(gap, max_step)`` equal steps, the rule training used -- then applies the GRU ``cell``
-artifact to the normalised sample (Rubanova et al. 2019, arXiv 1907.03907, Algorithm 1). States are
+artifact to the normalised sample (Rubanova et al. 2019, arXiv 1907.03907, Algorithm 1). Where the bundle
+has an ``observe`` file for the backend's format (ONNX: the solve and the cell as one graph), each
+observation is one call of it instead (``fused=False`` keeps the separate files). States are
 immutable values (:class:`SeriesState`), so one model serves any number of streams and threads.
 ``predict_series`` runs a whole recorded series the same way.
 
@@ -64,7 +66,7 @@ class SeriesModel:
     """A series bundle opened for streaming inference. Make one with :func:`edgeode.runtime.load`."""
 
     def __init__(self, bundle: Bundle, backend: str, threads: int | None = None, precision: str = "float32",
-                 engines: int | None = None):
+                 engines: int | None = None, fused: bool = True):
         man = bundle.manifest
         if man.kind != "series" or man.series is None or man.solver is None:
             raise ConfigError(f"{bundle.root} is a {man.kind} bundle, not a series one; use edgeode.runtime.load")
@@ -73,6 +75,9 @@ class SeriesModel:
         self.tableau = man.solver.tableau
         fmt = BACKEND_FORMAT[backend]
         arts = {role: _pick(bundle, role, fmt, precision) for role in SERIES_ROLES}
+        observe = bundle.artifacts(role="observe", format=fmt, precision=precision) if fused else []
+        if observe:
+            arts["observe"] = observe[0]
         self.sessions: dict[str, Session] = {}
         try:
             for role, art in arts.items():
@@ -83,6 +88,7 @@ class SeriesModel:
             raise
         self.contract = "checked" if all(checked) else "unchecked (artifacts without a record)"
         self._loop = FieldLoop(self.sessions["field"], self.tableau)
+        self._observe = self.sessions.get("observe")
         self._mean = np.asarray(self.spec.mean, np.float64)
         self._std = np.asarray(self.spec.std, np.float64)
 
@@ -100,6 +106,7 @@ class SeriesModel:
         return {"kind": "series", "arch": self.manifest.model.get("arch"), "bundle": str(self.bundle.root),
                 "backend": self.backend, "format": BACKEND_FORMAT[self.backend], "precision": self.precision,
                 "tableau": self.tableau.name, "stages": self.tableau.stages, "max_step": self.spec.max_step,
+                "calls_per_observation": "1 (observe)" if self._observe else "stages x steps + 1 (field, cell)",
                 "hidden": self.spec.hidden, "channels": list(self.spec.channels), "contract": self.contract,
                 "artifacts": {role: s.artifact.path for role, s in self.sessions.items()},
                 "labels": list(self.labels) if self.labels else None}
@@ -148,9 +155,14 @@ class SeriesModel:
 
     def _advance(self, state: SeriesState, t: float, x: np.ndarray, steps: int) -> SeriesState:
         h = state.h[None]
-        if state.t is not None:
-            h = self._loop.integrate(h, 0.0, (t - state.t) / steps, steps)
-        h = self.sessions["cell"].run({"x": x[None], "h": np.ascontiguousarray(h, np.float32)})[0]
+        dt = (t - state.t) / steps if state.t is not None else 0.0
+        if self._observe is not None:
+            h = self._observe.run({"x": x[None], "h": h, "dt": np.array(dt, np.float32),
+                                   "steps": np.array(steps, np.int64)})[0]
+        else:
+            if steps:
+                h = self._loop.integrate(h, 0.0, dt, steps)
+            h = self.sessions["cell"].run({"x": x[None], "h": np.ascontiguousarray(h, np.float32)})[0]
         if not np.isfinite(h).all():
             raise SolverError(f"the hidden state became NaN/Inf at the observation at t = {t:.6g} s; the sample is far "
                               "outside what the model was trained on: check its units against the manifest's series.mean/std")
