@@ -41,6 +41,8 @@ from common import RESULTS_DIR, fmt, log, machine_info, machine_markdown, markdo
 ARCHS = ("odernn", "gru-dt", "gru")
 LABELS = {"odernn": "ODE-RNN", "gru-dt": "GRU-dt", "gru": "GRU (resampled)"}
 NAME = "series_compare"
+#: (backend, fused) timed per observation: onnxruntime with its observe file and with the separate files, LiteRT
+LATENCY_PATHS = (("onnxruntime", True), ("onnxruntime", False), ("litert", True))
 
 
 @dataclass
@@ -165,17 +167,19 @@ def export_bundle(run: RunResult, work: Path) -> tuple[Path, dict]:
 
 
 def time_observations(bundle: Path, drops, seed: int, backend: str, passes: int,
-                      limit: int) -> tuple[list[dict], dict]:
+                      limit: int, fused: bool = True) -> tuple[list[dict], dict]:
     """Host time per observation of ``bundle`` on the first ``limit`` test series at each dropped fraction, and
     its Raspberry Pi 4 estimate through the profiler's own basis and scaling.
 
     One timed value per pass (all series through ``predict_series``, the same calls as ``observe`` per sample),
-    one backend thread pinned to the quietest CPU (as ``edgeode profile`` times an estimate)."""
+    one backend thread pinned to the quietest CPU (as ``edgeode profile`` times an estimate). ``fused``: one
+    call of the bundle's ``observe`` file per observation where the backend has one; False: the separate
+    field (per RK stage and step) and cell files."""
     from edgeode.devices.hostinfo import quietest_cpu
     from edgeode.devices.profiler import device_timings, host_basis
     from edgeode.devices.profiles import load_profile
     from edgeode.devices.scaling import decide_scaling
-    from edgeode.runtime import load
+    from edgeode.runtime import SeriesModel, read_bundle
     from edgeode.train.series_data import load_series_dataset
 
     profile = load_profile("pi-4b")
@@ -186,7 +190,8 @@ def time_observations(bundle: Path, drops, seed: int, backend: str, passes: int,
     try:
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
-        with load(bundle, backend=backend, threads=1) as model:
+        with SeriesModel(read_bundle(bundle), backend, threads=1, fused=fused) as model:
+            path = "observe" if "observe" in model.describe()["artifacts"] else "field+cell"
             for drop in drops:
                 data = load_series_dataset("watch", drop, False, seed)
                 series = [(s.times, data.raw(s)) for s in data.test[:limit]]
@@ -201,13 +206,13 @@ def time_observations(bundle: Path, drops, seed: int, backend: str, passes: int,
                     cpu_ms.append((time.process_time() - c0) * 1e3 / n)
                 basis = host_basis(wall, cpu_ms)
                 dev = device_timings(profile, scaling, basis.latency_ms, (basis.cpu_ms or 0.0) / 1e3)
-                out.append({"drop": drop, "backend": backend, "series": len(series), "observations": n,
+                out.append({"drop": drop, "backend": backend, "path": path, "series": len(series), "observations": n,
                             "passes": passes, "host_ms_per_observation": basis.latency_ms["p50"],
                             "host_cpu_ms_per_observation": basis.cpu_ms,
                             "host_basis": basis.basis, "pi_4b_ms_per_observation": (dev.latency_ms or {}).get("p50"),
                             "pi_4b_energy_mj_per_observation": dev.energy.dynamic_mj if dev.energy else None,
                             "pinned_cpu": cpu})
-                log(f"  {backend} drop {drop:g}: host {basis.latency_ms['p50']:.4f} ms/obs, pi-4b "
+                log(f"  {backend} {path} drop {drop:g}: host {basis.latency_ms['p50']:.4f} ms/obs, pi-4b "
                     f"{out[-1]['pi_4b_ms_per_observation']} ms/obs")
     finally:
         if before is not None:
@@ -303,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     source = next(r for r in runs if r.arch == "odernn" and r.drop == middle and r.seed == args.seeds[0])
     bundle, sizes = export_bundle(source, args.work)
     latency, scaling = [], None
-    for backend in ("onnxruntime", "litert"):
-        rows, scaling = time_observations(bundle, drops, args.seeds[0], backend, args.passes, args.time_series)
+    for backend, fused in LATENCY_PATHS:
+        rows, scaling = time_observations(bundle, drops, args.seeds[0], backend, args.passes, args.time_series, fused)
         latency += rows
     nano = int8_nano(bundle, source)
     payload = {"machine": info, "machine_at_end_loadavg": list(os.getloadavg()), "command": " ".join(sys.argv),
@@ -352,7 +357,7 @@ def _markdown(payload: dict) -> str:
     drops = sorted({r.drop for r in runs})
     sizes = payload["bundle"]["sizes"]
     flash = sum(sizes.get("tflite", {}).values())
-    lat = {(row["backend"], row["drop"]): row for row in payload["latency"]}
+    lat = {(row["backend"], row.get("path", "field+cell"), row["drop"]): row for row in payload["latency"]}
     rows = []
     for arch in ARCHS:
         for drop in drops:
@@ -361,7 +366,7 @@ def _markdown(payload: dict) -> str:
                 continue
             accs = [r.test_accuracy for r in mine]
             m = payload["macs"].get(f"{arch}@{drop:g}", {})
-            ort = lat.get(("onnxruntime", drop)) if arch == "odernn" else None
+            ort = lat.get(("onnxruntime", "observe", drop)) if arch == "odernn" else None
             rows.append([LABELS[arch], f"{drop:.0%}", fmt(statistics.mean(accs), 3), " / ".join(f"{a:.3f}" for a in accs),
                          f"{mine[0].parameters:,}", f"{4 * mine[0].parameters:,}",
                          f"{flash:,}" if arch == "odernn" else "-", f"{m.get('per_observation', 0):,.0f}",
@@ -376,13 +381,13 @@ def _markdown(payload: dict) -> str:
         f"Weights: float32 bytes of the parameters. Flash: the exported float32 TFLite files (field + cell + head) of "
         f"{Path(payload['bundle']['run']).name}; the baselines have no streaming bundle.",
         "MACs: multiply-accumulates per received observation and per series (test series of seed 0's thinning).",
-        "Host / Pi 4: ms per observation of the exported ODE-RNN through the runtime (onnxruntime, one pinned "
-        "thread); the Pi 4 figure is the profiler's estimate (host basis x the single-thread SGEMM ratio, an upper "
+        "Host / Pi 4: ms per observation of the exported ODE-RNN through the runtime (onnxruntime, its one-call "
+        "observe file, one pinned thread); the Pi 4 figure is the profiler's estimate (host basis x the single-thread SGEMM ratio, an upper "
         "bound for a model this small: see `edgeode devices show pi-4b`).",
     ]
-    ltable = markdown_table(["backend", "dropped", "host ms/obs", "host CPU ms/obs", "Pi 4 ms/obs (estimate)",
+    ltable = markdown_table(["backend", "path", "dropped", "host ms/obs", "host CPU ms/obs", "Pi 4 ms/obs (estimate)",
                              "Pi 4 mJ/obs (proxy)"],
-                            [[row["backend"], f"{row['drop']:.0%}", fmt(row["host_ms_per_observation"], 4),
+                            [[row["backend"], row.get("path", "field+cell"), f"{row['drop']:.0%}", fmt(row["host_ms_per_observation"], 4),
                               fmt(row["host_cpu_ms_per_observation"], 4),
                               fmt(row["pi_4b_ms_per_observation"], 4), fmt(row["pi_4b_energy_mj_per_observation"], 4)]
                              for row in payload["latency"]])
