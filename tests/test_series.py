@@ -230,3 +230,14 @@ def test_series_configs_refuse_unknown_keys():
         SeriesTrainConfig.from_dict({**saved, "model": {**saved["model"], "hiden": 8}})
     with pytest.raises(ConfigError, match="series model options must be a JSON object, got list"):
         SeriesTrainConfig.from_dict({**saved, "model": [1]})
+
+
+@pytest.mark.slow
+def test_series_export_refuses_what_it_cannot_quantize(contract_bundle, tmp_path):
+    from edgeode.export.series_export import export_series_run
+
+    with pytest.raises(ConfigError, match="float32, or full int8"):
+        export_series_run(contract_bundle[0], tmp_path / "b", quantize=("float16",), progress=False)
+    with pytest.raises(ConfigError, match="add tflite to --formats"):
+        export_series_run(contract_bundle[0], tmp_path / "b", formats=("onnx",), quantize=("int8",), progress=False)
+    assert not (tmp_path / "b").exists()

@@ -14,6 +14,7 @@ their normalisation, the maximum step and the tableau (:class:`~edgeode.runtime.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -169,13 +170,15 @@ def export_series_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[s
     """Export the ODE-RNN run ``run_dir`` (``edgeode train --model odernn``) to a checked bundle at ``out_dir``.
 
     Raises:
-        ConfigError: a baseline run (only the ODE-RNN streams), a quantization (float32 only), bad options.
+        ConfigError: a baseline run (only the ODE-RNN streams), a quantization other than int8, bad options.
         ParityError: a file disagrees with torch. ExportError: a converter failed.
     """
     formats, quantize = check_options(formats, 1, quantize, tolerance)
-    if quantize:
-        raise ConfigError(f"--quantize {','.join(quantize)}: series bundles are float32 only for now; export without "
-                          "--quantize")
+    if set(quantize) - {"int8"}:
+        raise ConfigError(f"--quantize {','.join(quantize)}: a series bundle is float32, or full int8 for a "
+                          "microcontroller (--quantize int8); export with one of those")
+    if quantize and "tflite" not in formats:
+        raise ConfigError("--quantize int8 quantizes the TFLite field, cell and head: add tflite to --formats")
     run = load_series_run(run_dir)
     if not isinstance(run.model, ODERNN):
         raise ConfigError(f"{run_dir} is a {run.config.model.arch} baseline; only the ODE-RNN exports to a streaming "
@@ -184,7 +187,11 @@ def export_series_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[s
     try:
         data = run.config.load_data()
         h_real, x_real = hidden_states(run.model, data.test[:GATE_SERIES])
-    except DataError:
+    except DataError as exc:
+        if quantize:
+            raise ConfigError(f"--quantize int8 calibrates on the run's training series and measures accuracy on its "
+                              f"held-out ones, but its data could not be loaded ({exc})") from None
+        data = None
         h_real, x_real = torch.zeros(0, run.config.model.hidden), torch.zeros(0, run.config.model.channels)
     h = torch.cat([h_real, torch.randn(8, run.config.model.hidden, generator=rng)])
     x = torch.cat([x_real, torch.randn(8, run.config.model.channels, generator=rng)])
@@ -193,4 +200,11 @@ def export_series_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[s
     jobs = _jobs(run.model, h, x, formats)
     with staged_bundle(out_dir, overwrite, skeleton, timings, tolerance, progress) as bundle:
         bundle.build(jobs)
+        if quantize:
+            from edgeode.export.series_int8 import series_calibration, series_int8_jobs, series_mcu_info
+
+            cal = series_calibration(run.model, data.train)
+            bundle.build(series_int8_jobs(jobs, run.model, cal, h_real, x_real, bundle.tmp))
+            manifest = bundle.write_manifest()
+            bundle.write_manifest(replace(manifest, mcu=series_mcu_info(bundle.tmp, manifest, run.model, cal, data)))
     return bundle.manifest

@@ -137,7 +137,8 @@ def field_inputs(artifact: Any, error: type[EdgeodeError] = BundleError) -> Fiel
 def mcu_nets(manifest: Any, mode: str = "loop", error: type[EdgeodeError] = BundleError) -> list[tuple[str, Any]]:
     """The int8 files (role, artifact) a firmware runs in ``mode``, in the order it runs them.
 
-    loop: encoder, field and head (ODE-Net), field (dynamics model) or model (no ODE); fused: the
+    loop: encoder, field and head (ODE-Net), field, cell and head (an ODE-RNN series bundle: one
+    observation), field (dynamics model) or model (no ODE); fused: the
     unrolled ``fused`` file (an ODE-Net's whole solve). Raises ``error`` naming
     ``--quantize int8`` for a bundle without full-int8 files measured in TFLM.
     """
@@ -146,10 +147,11 @@ def mcu_nets(manifest: Any, mode: str = "loop", error: type[EdgeodeError] = Bund
     int8 = [a for a in manifest.artifacts if a.format == "tflite" and a.precision == "int8"
             and getattr(a, "tflm", None) is not None]
     by_role = {a.role: a for a in int8}
-    layouts = (("encoder", "field", "head"), ("field",), ("model",)) if mode == "loop" else (("fused",), ("model",))
+    layouts = ((("encoder", "field", "head"), ("field", "cell", "head"), ("field",), ("model",)) if mode == "loop"
+               else (("fused",), ("model",)))
     for layout in layouts:
         if all(r in by_role for r in layout):
-            if layout == ("field",) and manifest.kind != "dynamics":
+            if (layout == ("field",) and manifest.kind != "dynamics") or ("cell" in layout) != (manifest.kind == "series"):
                 continue
             return [(r, by_role[r]) for r in layout]
     if int8 and mode == "fused":
