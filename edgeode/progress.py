@@ -97,20 +97,21 @@ class Stages:
         if self._bar is not None:
             self._bar.update(n)
 
-    def close(self) -> None:
-        """End the report (on a log: one ``done`` line)."""
+    def close(self, ok: bool = True) -> None:
+        """End the report: stop the ticker and the bar; on a log, one ``done`` line when the work
+        succeeded (``ok``), none when it failed (the error says what happened)."""
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=2.0)
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.enabled and self.total:
+        elif self.enabled and self.total and ok:
             print(f"{self.name}: done in {time.monotonic() - self.start:.0f} s", file=self.stream, flush=True)
         self.enabled = False
 
     def __enter__(self) -> Stages:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(ok=exc_type is None)

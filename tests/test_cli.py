@@ -168,3 +168,27 @@ sys.exit(main(["devices"]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["edgeode: interrupted"] and "Traceback" not in proc.stderr
+
+
+def test_work_that_fails_stops_its_progress_report(tmp_path, capsys):
+    """A failed stage ends the report without a ``done`` line (the error says what happened), and an
+    export that fails mid-way closes its progress report on the way out (nothing is left behind)."""
+    import io
+
+    from edgeode.export.bundle_writer import staged_bundle
+    from edgeode.progress import Stages
+
+    log = io.StringIO()
+    with pytest.raises(RuntimeError), Stages("export", 2, stream=log) as bar:
+        bar.set_description("onnx/field.onnx")
+        raise RuntimeError("converter failed")
+    assert "done" not in log.getvalue() and log.getvalue().startswith("export: [1/2] onnx/field.onnx")
+
+    out = tmp_path / "bundle"
+    with pytest.raises(RuntimeError, match="parity"), staged_bundle(out, False, None, {}) as bundle:
+        bundle.bar.total = 2
+        bundle.bar.set_description("onnx/field.onnx")
+        raise RuntimeError("parity gate failed")
+    err = capsys.readouterr().err
+    assert "export: [1/2] onnx/field.onnx" in err and "done in" not in err
+    assert not bundle.bar.enabled and not out.exists() and list(tmp_path.iterdir()) == []

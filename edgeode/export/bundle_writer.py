@@ -218,8 +218,8 @@ def staged_bundle(out_dir: str | Path, overwrite: bool, skeleton: Manifest, timi
 
     out_dir = Path(out_dir).expanduser()
     tmp = _prepare_destination(out_dir, overwrite)
+    bar = Stages("export", 0, enabled=progress, unit="file")
     try:
-        bar = Stages("export", 0, enabled=progress, unit="file")
         bundle = BundleBuild(tmp, skeleton, timings, tolerance, bar)
         yield bundle
         bar.close()
@@ -229,6 +229,7 @@ def staged_bundle(out_dir: str | Path, overwrite: bool, skeleton: Manifest, timi
         verify_bundle(tmp)  # the strict reader accepts what we wrote: checksums, records, seal
         commit_dir(tmp, out_dir)
     except BaseException:
+        bar.close(ok=False)  # the ticker thread and a terminal bar stop with the failed export
         discard_dir(tmp)
         raise
 
