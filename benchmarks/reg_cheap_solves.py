@@ -25,7 +25,8 @@ figure) and its figure on the test half is reported beside rk4 x 10's test figur
 An arm is ``none``, a ``--reg`` spec, ``random=LO:HI``, or ``random=LO:HI+REG``; arms are separated by ``;``.
 Writes benchmarks/results/reg_cheap_solves[-DATA][-ARMS].json and .md (ARMS where --arms is not the default)
 (``--out DIR`` elsewhere); runs are kept under ``--work DIR`` (a rerun reuses a finished run of the same
-settings, with the training time it was measured with).
+settings, with the training time it was measured with, and its curve): two processes can train different
+``--seeds`` into one ``--work`` on two cores, and a third run with all the seeds merges them.
 """
 
 from __future__ import annotations
@@ -116,10 +117,18 @@ def _train(args, seed: int, arm: Arm, work: Path) -> tuple[Path, dict]:
 
 
 def _curve(args, run: Path) -> dict:
+    """The run's accuracy-vs-evaluations curve, kept in the run directory (a rerun of the same settings, e.g. one
+    that merges seeds measured by two processes, reads it instead of measuring it again)."""
+    cache = run / f"curve-{args.device}-{args.solvers.replace(',', '_')}-max{args.max_steps}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
     log(f"tune {run.name}")
     out = _edgeode("tune", str(run), "--device", args.device, "--solvers", args.solvers, "--max-steps",
                    str(args.max_steps), "--no-prune", "--precisions", "float32", "--quantize", "", "--seconds", "0.02",
                    "--json", "-q")
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(out)
+    tmp.replace(cache)
     return json.loads(out)
 
 

@@ -130,6 +130,7 @@ def test_cli_bad_inputs(tmp_path: Path, capsys) -> None:
         (["--data-path", str(tmp_path / "nope")], "--data-path is read only with --data mnist"),
         (["--model", "rknet", "--adjoint"], "--model odenet"),
         (["--model", "spiral", "--data", "digits"], "does not fit"),
+        (["--width", "48"], "--width 32 or 64"),  # GroupNorm's groups (was a ValueError traceback)
     ]
     for extra, message in cases:
         code, err = _cli(capsys, "-o", out, "-q", *extra)

@@ -65,6 +65,10 @@ class ModelConfig:
             raise ConfigError(f"vgg_widths must be positive integers, got {self.vgg_widths!r}")
         if not self.t1 > self.t0:
             raise ConfigError(f"t1 must be greater than t0, got t0={self.t0}, t1={self.t1}")
+        if self.arch in ("odenet", "rknet", "resnet") and self.width > 32 and self.width % 32:
+            raise ConfigError(f"width {self.width}: the GroupNorm layers use min(32, width) groups, so a width above "
+                              f"32 must be a multiple of 32 (e.g. --width {32 * (self.width // 32)} or "
+                              f"{32 * (self.width // 32 + 1)})")
         if self.arch == "rknet":
             self.adjoint = False  # RK-Net is the ODE-Net trained by backprop through the solver
 
