@@ -18,6 +18,9 @@ Then, for the ODE-RNN (the model that streams; the baselines have no streaming b
   Raspberry Pi 4 estimate through the profiler's own scaling (:func:`edgeode.devices.profiler.host_basis`,
   :func:`~edgeode.devices.profiler.device_timings`);
 * multiply-accumulates per observation for all three models (from their shapes and the real gaps).
+* int8 for a microcontroller: ``edgeode export --quantize int8`` of that run, its accuracy on the held-out
+  series in TensorFlow Lite Micro (the manifest's ``mcu`` section) and the Nano 33 BLE Sense fit by the
+  firmware's rule (:func:`int8_nano`).
 
 Writes ``series_compare.json`` / ``.md`` (table) and ``series_compare.png`` (accuracy against the dropped
 fraction, one line per model through the seed means, each seed a point) to ``--out``.
@@ -220,63 +223,28 @@ def time_observations(bundle: Path, drops, seed: int, backend: str, passes: int,
     return out, scaling.to_dict()
 
 
-#: hidden states of this many training series calibrate the int8 files (every observation's state)
-CALIBRATION_SERIES = 32
-
-
-def int8_nano(bundle: Path, run: RunResult) -> dict:
-    """What the int8 field, cell and head of the ODE-RNN would take on the Nano 33 BLE Sense.
-
-    ``edgeode export --quantize int8`` does not take a series run (it refuses with a ConfigError: the int8 path's
-    calibration, jobs, accuracy pass and ``firmware.fit.mcu_fit`` are built for an encoder -> field(t, h) -> head
-    classifier). Measured here with that path's own parts on the bundle's float32 TFLite files: each file
-    quantized by :func:`edgeode.export.int8.quantize_int8` (ai-edge-quantizer, static int8, min-max merge),
-    calibrated on the states the torch model reaches on training series (never the test subjects); its arena
-    by :func:`edgeode.export.int8.tflm_info` (allocate + invoke in TFLM). RAM by the firmware's rule (arena +
-    10% margin each, the generated RK loop's buffers, float in/out buffers, the board's reserve): no accuracy
-    is measured (no TFLM streaming loop exists for series bundles).
-    """
-    import torch
+def int8_nano(run: RunResult, work: Path) -> dict:
+    """``edgeode export --quantize int8`` of the ODE-RNN run (reused when there) and what it takes on the Nano 33
+    BLE Sense: the int8 field, cell and head (calibrated on training series, gated in TFLM), their accuracy on the
+    held-out series run in TFLM by ``SeriesModel`` (the manifest's ``mcu`` section, float32 beside it), and RAM /
+    flash by the firmware's rule (:func:`edgeode.firmware.fit.mcu_fit`, as ``edgeode profile BUNDLE --device
+    nano-33-ble-sense`` reports it)."""
+    from dataclasses import asdict
 
     from edgeode.devices.profiles import load_profile
-    from edgeode.export.int8 import quantize_int8, tflm_info
-    from edgeode.export.series_export import hidden_states
-    from edgeode.firmware.fit import arena_with_margin
-    from edgeode.firmware.solver_c import solver_state_bytes
-    from edgeode.train.series_trainer import load_series_run
+    from edgeode.export.series_export import export_series_run
+    from edgeode.firmware.fit import mcu_fit
+    from edgeode.runtime.bundle import read_bundle
 
-    loaded = load_series_run(run.run_dir)
-    train = loaded.config.load_data().train[:CALIBRATION_SERIES]
-    h, x = hidden_states(loaded.model, train)
-    with torch.no_grad():
-        h_next = loaded.model.cell(x, h)
-    rows = lambda t: [t[i:i + 1].numpy().astype("float32") for i in range(len(t))]  # noqa: E731
-    hs, xs, hn = rows(h), rows(x), rows(h_next)
-    feeds = {"field": [{"h": a} for a in hs], "cell": [{"x": b, "h": a} for a, b in zip(hs, xs, strict=True)],
-             "head": [{"h": a} for a in hn]}
-    out_dir = bundle.parent / f"{bundle.name}-int8"
-    out_dir.mkdir(exist_ok=True)
-    nets = {}
-    for role, role_feeds in feeds.items():
-        path = out_dir / f"{role}.int8.tflite"
-        quantize_int8(bundle / "tflite" / f"{role}.tflite", path, role_feeds)
-        info = tflm_info(path)
-        nets[role] = {"flash_bytes": path.stat().st_size, "arena_measured_bytes": info.arena_bytes,
-                      "arena_bytes": arena_with_margin(info.arena_bytes), "ops": list(info.ops)}
-    cfg = loaded.config.model
-    nano = load_profile("nano-33-ble-sense")
-    rk = solver_state_bytes(cfg.solver, cfg.hidden)
-    buffers = 4 * (2 * cfg.hidden + cfg.channels + cfg.num_classes)
-    ram = sum(n["arena_bytes"] for n in nets.values()) + rk + buffers
-    reserved = int(nano.os_reserved_mb * (1 << 20))
-    ram_board = min(int(nano.ram_mb * (1 << 20)), nano.mcu.sram_bytes)
-    models = sum(n["flash_bytes"] for n in nets.values())
-    flash = models + nano.mcu.runtime_flash_bytes
-    flash_board = int(nano.storage_mb * (1 << 20))
-    return {"device": nano.name, "calibration": f"train[:{CALIBRATION_SERIES}] series, {len(hs)} states",
-            "nets": nets, "rk_state_bytes": rk, "buffer_bytes": buffers, "ram_bytes": ram, "reserved_bytes": reserved,
-            "ram_board_bytes": ram_board, "model_flash_bytes": models, "flash_bytes": flash,
-            "flash_board_bytes": flash_board, "fits": ram + reserved <= ram_board and flash <= flash_board}
+    bundle = work / f"bundle-{Path(run.run_dir).name}-int8"
+    try:
+        manifest = read_bundle(bundle).manifest
+    except Exception:  # noqa: BLE001 - absent or incomplete: export it
+        log(f"export --quantize int8 {run.run_dir} -> {bundle}")
+        manifest = export_series_run(run.run_dir, bundle, quantize=("int8",), progress=False, overwrite=True)
+    fit = mcu_fit(manifest, load_profile("nano-33-ble-sense"))
+    return {"bundle": str(bundle), "accuracy": manifest.mcu.accuracy, "calibration": manifest.mcu.calibration,
+            "fit": {**asdict(fit), "fits": fit.ram_fits and fit.flash_fits}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     for backend, fused in LATENCY_PATHS:
         rows, scaling = time_observations(bundle, drops, args.seeds[0], backend, args.passes, args.time_series, fused)
         latency += rows
-    nano = int8_nano(bundle, source)
+    nano = int8_nano(source, args.work)
     payload = {"machine": info, "machine_at_end_loadavg": list(os.getloadavg()), "command": " ".join(sys.argv),
                "runs": [asdict(r) for r in runs], "macs": macs, "bundle": {"run": source.run_dir, "sizes": sizes},
                "latency": latency, "scaling": scaling, "int8_nano": nano}
@@ -399,12 +367,13 @@ def _markdown(payload: dict) -> str:
                         f"{mean['odernn']:.3f} vs {mean['gru-dt']:.3f}, {params['odernn']:,} vs {params['gru-dt']:,} "
                         f"parameters: {'met' if met else 'NOT met'}.")
     n = payload["int8_nano"]
-    nano = (f"int8 field + cell + head on the {n['device']} ({n['calibration']}): arenas "
-            + ", ".join(f"{k} {v['arena_measured_bytes']:,} B" for k, v in n["nets"].items())
-            + f" (measured in TFLM), RAM {n['ram_bytes']:,} B with margins, RK state and buffers + {n['reserved_bytes']:,} B "
-            f"reserve of {n['ram_board_bytes']:,} B; flash {n['flash_bytes']:,} B (models {n['model_flash_bytes']:,}) of "
-            f"{n['flash_board_bytes']:,} B: {'fits' if n['fits'] else 'does NOT fit'}. Not through `edgeode export "
-            "--quantize int8`, which refuses series runs: see int8_nano's docstring.")
+    f, acc = n["fit"], n["accuracy"]
+    nano = (f"`edgeode export --quantize int8` of that run: int8 field + cell + head calibrated on "
+            f"{n['calibration']['series']} training series; on the {acc['samples']} held-out series run in "
+            f"TFLM, accuracy int8 {acc['int8']['loop']:.4f} vs float32 {acc['float32']['loop']:.4f} (torch "
+            f"{acc['float32_torch']:.4f}), agreement {acc['agreement_with_float32']['loop']:.4f}. On the "
+            f"{f['display_name']}: arenas " + ", ".join(f"{m['role']} {m['arena_measured_bytes']:,} B" for m in f["nets"])
+            + f" (measured in TFLM); by the firmware's rule it {f['message']}.")
     notes.append(nano)
     return "\n".join([f"# {NAME}", "", machine_markdown(payload["machine"]), "", f"Command: `{payload['command']}`", "",
                       markdown_table(["model", "dropped", "test acc. (mean)", "per seed", "parameters", "weights B",
