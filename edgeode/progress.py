@@ -97,9 +97,12 @@ class Stages:
         if self._bar is not None:
             self._bar.update(n)
 
-    def close(self, ok: bool = True) -> None:
+    def close(self, ok: bool | None = None) -> None:
         """End the report: stop the ticker and the bar; on a log, one ``done`` line when the work
-        succeeded (``ok``), none when it failed (the error says what happened)."""
+        succeeded (``ok``), none when it failed (the error says what happened). ``ok=None``: failed when
+        an exception is propagating, as in the ``finally:`` clause the callers close from."""
+        if ok is None:
+            ok = sys.exc_info()[0] is None
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=2.0)

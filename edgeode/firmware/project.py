@@ -137,7 +137,8 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
 
     ``samples``: preprocessed inputs ``[S, *input shape]`` checked on the board (default: 4 inputs drawn
     with a fixed seed over the input's range). Raises :class:`PackError` for a board without a firmware
-    template, a bundle without int8 files, an op TFLM lacks, or a bundle that does not fit the board.
+    template, a series bundle, a bundle without int8 files, an op TFLM lacks, or a bundle that does not fit
+    the board.
     """
     from edgeode import __version__
 
@@ -146,6 +147,11 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
         raise PackError(f"no firmware template for {profile.name!r} ({profile.display_name}); edgeode pack writes "
                         f"firmware for {', '.join(BOARDS)}")
     man = bundle.manifest
+    if man.kind == "series":
+        raise PackError("a series bundle (ODE-RNN field, GRU cell and head) has no firmware template yet: the "
+                        "generated C loop runs a classifier or dynamics model (encoder -> field -> head). `edgeode "
+                        f"profile BUNDLE --device {profile.name}` reports its fit (export it with --quantize int8), and "
+                        "edgeode.runtime's SeriesModel runs its int8 files in TFLM on the host (backend tflm)")
     fit = mcu_fit(man, profile, "loop", PackError)  # picks the files (mcu_nets) and plans their arenas
     if not fit.fits:
         raise PackError(f"the bundle {fit.message}. Use a smaller model (fewer channels) or a board with more "
