@@ -197,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n\n".join([f"# Regularised training for cheap solves ({args.data})", machine_markdown(info),
                       f"Settings: width {args.width}, trained {args.solver} x {args.steps}, {args.epochs} epochs, "
                       f"backprop; curves by `edgeode tune RUN --device {args.device} --solvers {args.solvers} "
-                      f"--max-steps {args.max_steps} --no-prune --precisions float32`; {payload['seconds']:.0f} s in all.",
+                      f"--max-steps {args.max_steps} --no-prune --precisions float32`; training "
+                      f"{sum(r['train_time_s'] for r in payload['runs']):.0f} s (one thread, summed over the runs); this "
+                      f"invocation {payload['seconds']:.0f} s (finished runs and curves in --work are reused).",
                       table, "Fewest evaluations within the tolerance per seed, and the ratio none / arm "
                       "(the goal: >= 2 at every seed):",
                       markdown_table(["arm", f"fewest evals (seeds {args.seeds})", "none / arm"], summary)])
