@@ -26,7 +26,7 @@ from edgeode.errors import BundleError, DataError, InputWarning  # noqa: E402
 from edgeode.runtime import load, read_bundle  # noqa: E402
 from edgeode.runtime.image import MAX_IMAGE_PIXELS, load_image, read_png  # noqa: E402
 from edgeode.runtime.manifest import Manifest  # noqa: E402
-from edgeode.runtime.npy import read_npy  # noqa: E402
+from edgeode.runtime.npy import read_npy, read_npz  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,55 @@ def test_npy_object_array_is_never_unpickled(tmp_path):
     np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="Python objects.*pickled"):
         read_npy(tmp_path / "o.npy")
+
+
+# ------------------------------------------------------------------ .npz
+
+
+def test_npz_arrays_round_trip_fortran_order_empty_and_scalar(tmp_path):
+    a = np.arange(12.0).reshape(3, 4)
+    np.savez_compressed(tmp_path / "a.npz", a=a, f=np.asfortranarray(a), e=np.zeros((0, 6), np.float32), s=np.int64(7))
+    got = read_npz(tmp_path / "a.npz", "fix")
+    np.testing.assert_array_equal(got["a"], a)
+    np.testing.assert_array_equal(got["f"], a)
+    assert got["e"].shape == (0, 6) and got["e"].dtype == np.float32 and got["s"] == 7
+
+
+def test_npz_bomb_is_refused_from_the_member_header_before_inflating(tmp_path):
+    """1 GiB of zeros compresses to about 1 MB: the member's header is refused before a byte is inflated."""
+    big = np.zeros(2**27, np.float32)  # 512 MiB: above a 64 MiB limit
+    np.savez_compressed(tmp_path / "bomb.npz", x=big)
+    del big
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=r"array 'x' has shape \[134217728\].*above the limit"):
+        read_npz(tmp_path / "bomb.npz", "fix", max_bytes=2**26)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_npz_member_header_claiming_more_than_the_archive_holds(tmp_path):
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**6,)})
+    with zipfile.ZipFile(tmp_path / "lie.npz", "w") as z:
+        z.writestr("x.npy", buf.getvalue() + b"\x00" * 64)
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        read_npz(tmp_path / "lie.npz", "fix")
+
+
+@pytest.mark.parametrize("body, match", [(b"not a zip", "not a readable .npz archive"),
+                                         (None, "not found")])
+def test_npz_damaged_or_missing(tmp_path, body, match):
+    if body is not None:
+        (tmp_path / "d.npz").write_bytes(body)
+    with pytest.raises(DataError, match=match):
+        read_npz(tmp_path / "d.npz", "fix")
+
+
+def test_npz_object_member_is_never_unpickled(tmp_path):
+    np.savez(tmp_path / "o.npz", o=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="Python objects.*pickled"):
+        read_npz(tmp_path / "o.npz", "fix")
 
 
 # ------------------------------------------------------------------ PNG

@@ -283,3 +283,96 @@ def test_int8_series_export_runs_in_tflm_and_fits_the_nano_or_is_refused_by_its_
     assert round(float(np.mean(hits)), 4) == acc["int8"]["loop"]
     fit = mcu_fit(b.manifest, load_profile("nano-33-ble-sense"))
     assert fit.ram_fits and fit.flash_fits and [n.role for n in fit.nets] == ["field", "cell", "head"]
+
+
+# ------------------------------------------------------------------ the CLI on a series bundle: run, profile, tune
+
+
+def test_run_classifies_a_recorded_series_from_npz_and_csv(contract_bundle, data, tmp_path):
+    """``edgeode run SERIES_BUNDLE FILE``: the .npz and the CSV (channels by name, in another order, an extra
+    column left out and named) give the class scores of ``predict_series`` -- exactly, the same calls in the
+    same order -- and ``--mode loop`` (field and cell files) the same within the torch tolerance. Was an
+    AttributeError traceback ('SeriesModel' object has no attribute 'predict')."""
+    from edgeode.runtime import load
+
+    s = data.test[3]
+    raw = data.raw(s)
+    np.savez(tmp_path / "s.npz", times=s.times, values=raw)
+    names = list(reversed(data.channels))
+    with open(tmp_path / "s.csv", "w") as fh:
+        fh.write("time," + ",".join(names) + ",note\n")
+        for t, row in zip(s.times, raw, strict=True):
+            fh.write(f"{float(t)!r}," + ",".join(repr(float(row[data.channels.index(c)])) for c in names) + ",x\n")
+    with load(contract_bundle[1]) as m:
+        want = m.predict_series(s.times, raw)
+    for name, extra in (("s.npz", ()), ("s.csv", ()), ("s.npz", ("--mode", "loop"))):
+        proc = _edgeode("run", str(contract_bundle[1]), str(tmp_path / name), "--json", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout)
+        assert out["kind"] == "series" and out["observations"] == len(s.times)
+        assert out["mode"] == ("loop" if extra else "fused")
+        logits = np.asarray(out["predictions"][0]["logits"], np.float32)
+        if extra:
+            np.testing.assert_allclose(logits, want, atol=TORCH_TOLERANCE)
+        else:
+            np.testing.assert_array_equal(logits, want)
+        assert out["predictions"][0]["class"] == int(np.argmax(want))
+        if name.endswith(".csv"):
+            assert out["ignored_columns"] == ["note"] and "left out CSV column(s) ['note']" in proc.stderr
+    text = _edgeode("run", str(contract_bundle[1]), str(tmp_path / "s.npz"))
+    assert text.returncode == 0 and "(series)" in text.stdout and "observation(s)" in text.stdout
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: np.save(p / "s.npy", np.zeros((5, 6))), "from .npz or .csv, not .npy"),
+    (lambda p: np.savez(p / "s.npz", times=np.arange(5.0)), "no 'values'"),
+    (lambda p: np.savez(p / "s.npz", times=np.arange(5.0), values=np.zeros((5, 4))), "must be [5, 6]"),
+    (lambda p: np.savez(p / "s.npz", times=np.array([0.0, 2.0, 1.0]), values=np.zeros((3, 6))), "times must increase"),
+    (lambda p: np.savez(p / "s.npz", times=np.arange(3.0), values=np.full((3, 6), np.nan)), "NaN/Inf in channel"),
+    (lambda p: (p / "s.npz").write_bytes(b"PK\x03\x04 not really a zip"), "not a readable .npz archive"),
+    (lambda p: (p / "s.csv").write_text("t,ax,ay\n0,1,2\n"), "no column for channel(s)"),
+    (lambda p: (p / "s.csv").write_text("sec,ax,ay,az,wx,wy,wz\n0,1,2,3,4,5,6\n"), "no time column"),
+    (lambda p: (p / "s.csv").write_text("t,ax,ay,az,wx,wy,wz\n0,1,2,3,4,5,six\n"), "line 2: 'six' is not a number"),
+    (lambda p: (p / "s.csv").write_text("t,ax,ay,az,wx,wy,wz\n"), "no samples"),
+])
+def test_run_refuses_a_bad_series_file_with_a_typed_error(contract_bundle, tmp_path, make, message):
+    make(tmp_path)
+    path = next(tmp_path.iterdir())
+    proc = _edgeode("run", str(contract_bundle[1]), str(path))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_profile_times_one_observation_of_a_series_bundle(contract_bundle, tmp_path):
+    """``edgeode profile SERIES_BUNDLE --device pi-4b``: per observation (was "'SeriesModel' object has no
+    attribute 'predict'"). A 5-step gap evaluates the field 5 x stages times and counts 5 x the field's MACs
+    plus one cell's more than a 1-step gap; the observe file and the separate files do the same arithmetic."""
+    from edgeode.devices.macs import count_macs
+    from edgeode.devices.profiler import profile_bundle
+    from edgeode.runtime import read_bundle
+
+    b = read_bundle(contract_bundle[1])
+    max_step, stages = b.manifest.series.max_step, b.manifest.solver.tableau.stages
+    field = count_macs(b.path(b.manifest.find("field", "onnx", "float32"))).total
+    cell = count_macs(b.path(b.manifest.find("cell", "onnx", "float32"))).total
+    for gap, mode in ((None, None), (5 * max_step, None), (5 * max_step, "loop")):
+        d = profile_bundle(contract_bundle[1], "pi-4b", runs=20, warmup=1, gap=gap, mode=mode, progress=False).to_dict()
+        steps = 1 if gap is None else 5
+        assert d["unit"] == "observation" and d["steps"] == steps and d["field_evaluations"] == steps * stages
+        assert d["mode"] == (mode or "fused") and d["runs"] == 20
+        assert d["macs_per_inference"] == steps * stages * field + cell
+        assert d["latency_ms"]["p50"] > 0 and d["fits"]["fits"]
+    proc = _edgeode("profile", str(contract_bundle[1]), "--device", "pi-4b", "--runs", "10", "-q")
+    assert proc.returncode == 0 and "per observation" in proc.stdout and "per inference" not in proc.stdout, proc.stderr
+    for extra, message in ((("--batch", "2"), "batch does not apply"), (("--gap", "0"), "positive number of seconds"),
+                           (("--gap", "1e12"), "above the bound")):
+        proc = _edgeode("profile", str(contract_bundle[1]), "--device", "pi-4b", *extra)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_tune_refuses_a_series_run_and_bundle_before_any_work(contract_bundle):
+    """A series model has no fixed [t0, t1] solve to sweep: tune says so (the run was refused as an invalid
+    config.json, naming its series keys as unknown) and does not export first."""
+    for src in contract_bundle:
+        proc = _edgeode("tune", str(src), "--device", "pi-4b", "-q")
+        assert proc.returncode == 2 and "a series bundle (ODE-RNN)" in proc.stderr and "max-step" in proc.stderr, proc.stderr
+        assert "export:" not in proc.stderr

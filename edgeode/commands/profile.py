@@ -25,6 +25,10 @@ On any machine other than a calibrated device (`edgeode devices calibrate --save
 device itself), time-derived figures are ESTIMATES: host measurements scaled by the ratio of the
 host's single-thread SGEMM throughput to the device's (see `edgeode devices show NAME`). Under
 emulation (QEMU) no device timings are reported.
+
+A series bundle (an ODE-RNN, `edgeode train --model odernn`) is timed per observation: one sample
+--gap seconds after the previous one (default: the bundle's max_step, one solver step), i.e. the
+solve across the gap and the GRU update; its figures read "per observation".
 """
 
 
@@ -47,6 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "estimate)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up inferences (default 5)")
     p.add_argument("--batch", type=int, default=1, help="batch size of each inference (default 1)")
+    p.add_argument("--gap", type=float, default=None, metavar="SECONDS",
+                   help="series bundle: seconds between the timed observations (default: its max_step, one solver "
+                        "step; a longer gap takes ceil(gap / max_step) steps)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before the measured process is killed (default 300)")
     p.add_argument("--no-macs", action="store_true", help="skip counting MACs (counting them reads the ONNX graph with the onnx package)")
     add_expect_digest(p)
@@ -103,6 +110,8 @@ def render(d: dict) -> str:
         lines.append(f"could not run on the host: {d['error']}")
     else:
         lat, host = d["latency_ms"], d["host_latency_ms"]
+        unit = d.get("unit", "inference")
+        gap = f" across a {d['gap_s']:g} s gap, then the GRU update" if d.get("gap_s") is not None else ""
         lines += [
             f"load time          {_fmt(d['load_time_ms'], ' ms', 1)}" + ("" if not d["estimate"] else " (host, not scaled)"),
             f"peak memory        {_fmt(d['peak_rss_mb'], ' MB', 1)} = runtime floor {_fmt(d['runtime_floor_mb'], ' MB', 1)}"
@@ -112,12 +121,12 @@ def render(d: dict) -> str:
             f"host latency       p50 {_fmt(host['p50'], ' ms', 3)}  p95 {_fmt(host['p95'], ' ms', 3)}  p99 {_fmt(host['p99'], ' ms', 3)}"
             " (all runs)",
             _basis(d),
-            f"field evaluations  {d['field_evaluations']} per inference"
-            + (f" ({d['tableau']}, {d['steps']} steps)" if d.get("steps") else ""),
-            f"CPU time           {_fmt(d['cpu_ms_per_inference'], ' ms', 3)} per inference [{est}]; {d['spinning']}",
-            f"MACs               {d.get('macs_per_inference'):,} per inference" if d.get("macs_per_inference") is not None
+            f"field evaluations  {d['field_evaluations']} per {unit}"
+            + (f" ({d['tableau']}, {d['steps']} steps{gap})" if d.get("steps") else ""),
+            f"CPU time           {_fmt(d['cpu_ms_per_inference'], ' ms', 3)} per {unit} [{est}]; {d['spinning']}",
+            f"MACs               {d.get('macs_per_inference'):,} per {unit}" if d.get("macs_per_inference") is not None
             else f"MACs               n/a ({(d.get('macs') or {}).get('note', 'skipped')})",
-            f"energy proxy       {_fmt(d['energy_proxy_mj'], ' mJ', 3)} per inference for the CPU work; "
+            f"energy proxy       {_fmt(d['energy_proxy_mj'], ' mJ', 3)} per {unit} for the CPU work; "
             f"{_fmt(d['energy_proxy_with_idle_mj'], ' mJ', 3)} in total with the board's idle power [{est}]",
             f"  energy model     {d['energy_model']}",
             f"RAPL energy        {_fmt(d['rapl_energy_mj_per_inference'], ' mJ', 3)} (host) — {d['rapl']}",
@@ -174,7 +183,7 @@ def run(args) -> int:
         check_digest(args.bundle, args.expect_digest)
     report = profile_bundle(args.bundle, args.device, backend=args.backend, mode=args.mode, threads=args.threads,
                             runs=args.runs, warmup=args.warmup, batch=args.batch, precision=args.precision,
-                            timeout=args.timeout, count_macs=not args.no_macs, progress=not args.quiet)
+                            timeout=args.timeout, count_macs=not args.no_macs, progress=not args.quiet, gap=args.gap)
     d = report.to_dict()
     print(json.dumps(d, indent=2) if args.json else (render_mcu(d) if d.get("device_class") == "mcu" else render(d)))
     return 0

@@ -5,7 +5,9 @@ manifest's ``input.preprocess``; integer arrays, i.e. raw pixels, are refused wi
 ``[B, C, H, W]``, one sample ``[C, H, W]``, or for single-channel models one ``[H, W]`` image. Or an
 image file (PNG / PGM) of raw pixels, preprocessed as the manifest says. ``--json`` gives per sample
 the predicted ``class``, its ``label`` and ``probability`` (softmax), all ``probabilities`` and the
-raw ``logits``.
+raw ``logits``. A series bundle (an ODE-RNN) reads one recorded series instead, an ``.npz`` (``times``,
+``values``) or a ``.csv`` (:mod:`edgeode.runtime.series_file`), and classifies it with
+``SeriesModel.predict_series``.
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "with the manifest's input.preprocess (batch [B, C, H, W], one sample [C, H, W], or one [H, W] image for a "
         "single-channel model), or a PNG/PGM image of raw pixels (resized and normalised as the manifest says). For a classifier it prints the top classes per sample; "
         "for a dynamics bundle INPUT holds initial states [B, D] and it prints the state at t1 of each "
-        "(the whole trajectory: edgeode.runtime.load(BUNDLE).solve(y0)). Needs numpy and onnxruntime or ai-edge-litert; never imports torch.",
+        "(the whole trajectory: edgeode.runtime.load(BUNDLE).solve(y0)). For a series bundle (an ODE-RNN) INPUT is one "
+        "recorded series of raw samples: an .npz with times [n] (seconds, increasing) and values [n, channels], or a CSV "
+        "with a header naming a time column (t, time or timestamp) and the manifest's channels; it prints the series' "
+        "class. Needs numpy and onnxruntime or ai-edge-litert; never imports torch.",
     )
     parser.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `edgeode export`")
-    parser.add_argument("input", metavar="INPUT", help="a .npy file, or a .png / .pgm image")
+    parser.add_argument("input", metavar="INPUT", help="a .npy file, or a .png / .pgm image; for a series bundle an .npz "
+                        "(times, values) or a .csv")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "litert", "tflite-runtime", "tflm"),
                         help="inference backend (default: auto = onnxruntime for ONNX if installed, else LiteRT, "
                         "else tflite-runtime; tflm: TensorFlow Lite Micro, the microcontroller interpreter, for "
@@ -109,9 +115,9 @@ def _read_input(path: Path, model):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edgeode.errors import InputWarning, RunTimeout
+    from edgeode.errors import InputWarning
     from edgeode.runtime import load
-    from edgeode.runtime.bounded import BoundedCall, check_timeout, watch_ctrl_c
+    from edgeode.runtime.bounded import check_timeout, watch_ctrl_c
 
     watch_ctrl_c()  # a Ctrl-C that library code swallows while the model loads still stops the run
     begun = time.monotonic()
@@ -119,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     mode = args.mode or ("loop" if args.solver or args.backend == "tflm" else None)  # None: tuned mode, else fused
     model = load(args.bundle, backend=args.backend, mode=mode, threads=args.threads, precision=args.precision,
                  steps=args.steps, tableau=args.solver, expect_digest=args.expect_digest)
+    if model.manifest.kind == "series":
+        return _run_series(args, model, timeout, begun)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", InputWarning)
@@ -129,20 +137,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         start = time.perf_counter()
-        call = BoundedCall(model, model.predict, x)
-        try:
-            out = call.run(timeout, since=begun)
-        except (KeyboardInterrupt, RunTimeout) as exc:
-            timed_out = isinstance(exc, RunTimeout)
-            if not call.stuck:
-                if timed_out:
-                    print(f"edgeode run: error: {exc}", file=sys.stderr)
-                    return 124
-                raise
-            # the backend cannot stop this call (a TFLite invoke): end the process, the only way to stop it
-            print(f"edgeode run: {'error: ' + str(exc) if timed_out else 'interrupted'}", file=sys.stderr)
-            sys.stderr.flush()
-            os._exit(124 if timed_out else 130)
+        out = _bounded(model, model.predict, (x,), timeout, begun)
+        if out is None:
+            return 124
         latency_ms = (time.perf_counter() - start) * 1000.0
         desc = model.describe()
     finally:
@@ -193,4 +190,78 @@ def run(args: argparse.Namespace) -> int:
         row_probs = probs[p["index"]]
         alts = ", ".join(f"{labels[k] if labels and k < len(labels) else k} {row_probs[k]:.3f}" for k in order)
         print(f"  [{p['index']}] {p['label']}  (p = {p['probability']:.3f}; top: {alts})")
+    return 0
+
+
+def _bounded(model, fn, fn_args: tuple, timeout: float | None, begun: float):
+    """``fn(*fn_args)`` stoppable by Ctrl-C (exit 130) and the deadline (None: the caller returns 124)."""
+    from edgeode.errors import RunTimeout
+    from edgeode.runtime.bounded import BoundedCall
+
+    call = BoundedCall(model, fn, *fn_args)
+    try:
+        return call.run(timeout, since=begun)
+    except (KeyboardInterrupt, RunTimeout) as exc:
+        timed_out = isinstance(exc, RunTimeout)
+        if not call.stuck:
+            if timed_out:
+                print(f"edgeode run: error: {exc}", file=sys.stderr)
+                return None
+            raise
+        # the backend cannot stop this call (a TFLite invoke): end the process, the only way to stop it
+        print(f"edgeode run: {'error: ' + str(exc) if timed_out else 'interrupted'}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(124 if timed_out else 130)
+
+
+def _run_series(args: argparse.Namespace, model, timeout: float | None, begun: float) -> int:
+    """A series bundle: INPUT is one recorded series (.npz times/values, or .csv); prints its class."""
+    import numpy as np
+
+    from edgeode.runtime.loop import interval_steps
+    from edgeode.runtime.series_file import read_series_file
+
+    try:
+        rec = read_series_file(Path(args.input), model.spec)
+        if len(rec.ignored) and not args.quiet:
+            print(f"edgeode run: hint: left out CSV column(s) {list(rec.ignored)}: the model reads "
+                  f"{', '.join(model.channels)}", file=sys.stderr)
+        start = time.perf_counter()
+        out = _bounded(model, model.predict_series, (rec.times, rec.values), timeout, begun)
+        if out is None:
+            return 124
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        desc = model.describe()
+    finally:
+        model.close()
+    mode = "fused" if "observe" in desc["artifacts"] else "loop"  # the observe file, or field and cell
+    gaps = np.diff(rec.times)
+    steps = int(sum(interval_steps(float(g), model.spec.max_step) for g in gaps))
+    labels = model.labels
+    probs = _softmax(out.astype(np.float64))
+    k = int(np.argmax(out))
+
+    def name(i: int) -> str:
+        return labels[i] if labels and i < len(labels) else str(i)
+
+    pred = {"index": 0, "class": k, "label": name(k), "probability": float(probs[k]),
+            "probabilities": [float(v) for v in probs], "logits": [float(v) for v in out]}
+    if args.json:
+        result = {
+            "bundle": str(args.bundle), "input": str(args.input), "kind": "series", "backend": desc["backend"], "mode": mode,
+            "precision": desc["precision"], "tableau": desc["tableau"], "max_step": desc["max_step"],
+            "observations": int(rec.times.size), "duration_s": float(rec.times[-1] - rec.times[0]),
+            "solver_steps": steps, "field_evaluations": steps * desc["stages"],
+            "calls_per_observation": desc["calls_per_observation"], "latency_ms": latency_ms,
+            "ignored_columns": list(rec.ignored), "predictions": [pred],
+        }
+        json.dump(result, sys.stdout, allow_nan=False)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{desc['arch']} (series) on {desc['backend']}, mode {mode}, {desc['tableau']} steps of at most {desc['max_step']:g} s: "
+          f"{rec.times.size} observation(s) over {rec.times[-1] - rec.times[0]:.6g} s ({steps} solver steps) "
+          f"in {latency_ms:.2f} ms")
+    order = np.argsort(out)[::-1][: max(1, args.top)]
+    alts = ", ".join(f"{name(int(i))} {probs[i]:.3f}" for i in order)
+    print(f"  {pred['label']}  (p = {pred['probability']:.3f}; top: {alts})")
     return 0

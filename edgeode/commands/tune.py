@@ -206,11 +206,21 @@ def render(d: dict, show_all: bool) -> str:
     return "\n".join(lines)
 
 
+def _run_task(run_dir: Path) -> str | None:
+    """The ``task`` a run directory's config.json records (``series`` for an ODE-RNN), None if unreadable."""
+    import json
+
+    try:
+        return json.loads((run_dir / "config.json").read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None  # the export that follows says what is wrong with the run
+
+
 def run(args) -> int:
     from edgeode.errors import ConfigError
     from edgeode.runtime.manifest import MANIFEST_NAME, Manifest
     from edgeode.tune.frontier import mark_frontiers, pick
-    from edgeode.tune.sweep import sweep
+    from edgeode.tune.sweep import SERIES_REFUSAL, sweep
 
     source = Path(args.source)
     if args.apply and not args.out:
@@ -222,6 +232,8 @@ def run(args) -> int:
     if not (is_bundle or is_run):
         raise ConfigError(f"{source} is neither a bundle (no {MANIFEST_NAME}) nor a run directory (no config.json); "
                           "pass what `edgeode export -o` or `edgeode train -o` wrote")
+    if is_run and _run_task(source) == "series":
+        raise ConfigError(SERIES_REFUSAL)  # before the export, which would take a while to end in this refusal
     with tempfile.TemporaryDirectory(prefix="edgeode-tune-") as tmp:
         bundle = source
         if is_run:
@@ -230,6 +242,8 @@ def run(args) -> int:
             bundle = Path(tmp) / "bundle"
             export_run(source, bundle, formats=tuple(args.formats), quantize=tuple(args.quantize), progress=not args.quiet)
         kind = Manifest.read(bundle).kind
+        if kind == "series":
+            raise ConfigError(SERIES_REFUSAL)
         target = _target(args, kind)
         if args.apply and not target.given:
             raise ConfigError("--apply needs a target to pick by: --min-accuracy A (or --max-error E), "

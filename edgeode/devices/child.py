@@ -144,13 +144,16 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                  batch=args.batch_artifact)
     load_s = time.perf_counter() - t0
     rss_after_load = _status_mb("VmRSS")
-    spec = model.manifest.input.tensor
-    shape = [args.batch if d is None else d for d in spec.shape]
-    shape[0] = args.batch
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
+    if model.manifest.kind == "series":
+        call, shape, evaluations, extra = _observation(model, args.gap)
+    else:
+        spec = model.manifest.input.tensor
+        shape = [args.batch if d is None else d for d in spec.shape]
+        shape[0] = args.batch
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        call, extra = (lambda: model.predict(x)), {}
     for _ in range(args.warmup):
-        model.predict(x)
+        call()
     latencies, cpu_ms, run_cpus = [], [], []
     energy0 = read_rapl_uj()
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -163,14 +166,16 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 turns = []
             turn_end = time.perf_counter() + args.turn_seconds
         start, start_cpu = time.perf_counter(), time.process_time()
-        model.predict(x)
+        call()
         latencies.append((time.perf_counter() - start) * 1e3)
         cpu_ms.append((time.process_time() - start_cpu) * 1e3)
         run_cpus.append(turns[turn % len(turns)] if turns else pinned)
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     energy1 = read_rapl_uj()
-    describe = model.describe()
+    describe = {**model.describe(), **extra}
+    if model.manifest.kind != "series":
+        evaluations = model.field_evaluations
     model.close()
     rapl = None
     if energy0 is not None and energy1 is not None:
@@ -184,12 +189,34 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "timed_cpu_s": cpu,
         "rapl_uj": rapl,
         "input_shape": shape,
-        "field_evaluations": model.field_evaluations,
+        "field_evaluations": evaluations,
         "describe": describe,
         "pinned_cpu": pinned,
         "run_cpus": run_cpus if len(set(run_cpus)) > 1 else None,
         **_memory(),
     }
+
+
+def _observation(model: Any, gap: float | None) -> tuple[Any, list[int], int, dict[str, Any]]:
+    """A series model's timed unit: one observation ``gap`` seconds (default: its max_step) after another.
+
+    Every call observes the same sample (the manifest's channel means, a typical raw reading) from the same
+    state, one observation into a stream, so each timed run does the same work: the solve across the gap
+    (``interval_steps(gap, max_step)`` steps) and the GRU update. Returns the call, the sample's shape, the
+    field evaluations per call and what describe() lacks (steps, gap).
+    """
+    import numpy as np
+
+    from edgeode.runtime.loop import interval_steps
+
+    spec = model.spec
+    gap = spec.max_step if gap is None else gap
+    x = np.asarray(spec.mean, np.float64)
+    first = model.observe(model.init_state(), 0.0, x)
+    model.observe(first, gap, x)  # checks the gap against the step bound before any timing
+    steps = interval_steps(gap, spec.max_step)
+    return (lambda: model.observe(first, gap, x)), [len(spec.channels)], steps * model.tableau.stages, \
+        {"steps": steps, "gap_s": gap}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -209,6 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--batch-artifact", type=int, default=None)
+    p.add_argument("--gap", type=float, default=None, help="series bundles: seconds between the timed observations")
     p.add_argument("--pin-cpu", default=None, help="CPU N, or CPUs N,M,... to take turns on")
     p.add_argument("--turn-seconds", type=float, default=0.25)
     p.add_argument("--mb", type=float, default=0.0)

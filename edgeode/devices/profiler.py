@@ -392,7 +392,7 @@ def _step(bar: Any, text: str) -> None:
 def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: str = "auto", mode: str | None = None,
                    threads: int | None = None, runs: int | None = None, warmup: int = 5, batch: int = 1,
                    precision: str = "float32", timeout: float = 300.0, count_macs: bool = True,
-                   progress: bool = True) -> ProfileReport:
+                   progress: bool = True, gap: float | None = None) -> ProfileReport:
     """Profile ``bundle`` for ``device`` (a profile name or :class:`DeviceProfile`); see the module doc.
 
     ``mode``: fused (default) or loop. A microcontroller profile reports the bundle's full-int8 files
@@ -401,6 +401,10 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
 
     ``runs=None`` times at least :data:`AUTO_MIN_RUNS` runs and :data:`AUTO_MIN_SECONDS` seconds of them
     (at most :data:`AUTO_MAX_RUNS`), enough for a stable basis percentile; an integer times exactly that many.
+
+    A series bundle (an ODE-RNN) is timed per observation: one sample ``gap`` seconds after the previous
+    one (default: its ``max_step``, one solver step), the solve across the gap and the GRU update; the
+    figures "per inference" are then per observation (``unit`` in the result says which).
 
     Raises:
         DeviceError: unknown device. BundleError: not a bundle. ConfigError: bad option values.
@@ -422,6 +426,7 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
         raise ConfigError(f"threads must be a positive integer, got {threads!r}")
     bundle = Path(bundle)
     manifest = Manifest.read(bundle)
+    _check_gap(manifest, gap, batch)
     from edgeode.runtime.backends import choose_backend
 
     resolved_backend = choose_backend(manifest, backend, precision)  # fails before any child runs
@@ -438,6 +443,8 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
                 "--warmup", str(warmup), "--batch", str(batch)]
         if runs is None:
             args += ["--min-seconds", str(AUTO_MIN_SECONDS), "--max-runs", str(AUTO_MAX_RUNS)]
+        if gap is not None:
+            args += ["--gap", repr(float(gap))]
         if pin is not None:
             args += ["--pin-cpu", ",".join(map(str, pin))]
         error = None
@@ -454,6 +461,27 @@ def profile_bundle(bundle: str | Path, device: str | DeviceProfile, *, backend: 
     data = _assemble(bundle, manifest, profile, scaling, floor, run, error, resolved_backend, mode, threads, runs,
                      warmup, batch, precision, count_macs)
     return ProfileReport(data)
+
+
+def _check_gap(manifest: Any, gap: float | None, batch: int) -> None:
+    """``gap`` and ``batch`` against the bundle's kind: a gap only for a series bundle, which takes no batch."""
+    if manifest.kind != "series":
+        if gap is not None:
+            raise ConfigError(f"gap (seconds between observations) applies to a series bundle; this one is a "
+                              f"{manifest.kind}")
+        return
+    if batch != 1:
+        raise ConfigError("a series bundle observes one sample at a time (one stream): batch does not apply")
+    if gap is not None:
+        from edgeode.runtime.limits import MAX_STEPS
+        from edgeode.runtime.loop import interval_steps
+
+        max_step = manifest.series.max_step
+        if isinstance(gap, bool) or not isinstance(gap, (int, float)) or not 0 < gap < float("inf"):
+            raise ConfigError(f"gap must be a positive number of seconds, got {gap!r}")
+        if interval_steps(gap, max_step) > MAX_STEPS:
+            raise ConfigError(f"a gap of {gap:g} s needs {interval_steps(gap, max_step):,} solver steps of at most "
+                              f"{max_step:g} s, above the bound of {MAX_STEPS:,}; time a shorter gap")
 
 
 def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scaling, floor: ChildRun,
@@ -478,6 +506,7 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         "pinned_cpu": (run.result.get("pinned_cpu") if run is not None else None),
         "timed_cpus": (sorted(set(run.result["run_cpus"])) if run is not None and run.result.get("run_cpus") else None),
         "batch": batch,
+        "unit": "observation" if manifest.kind == "series" else "inference",
         "runs": runs,
         "runs_requested": "auto" if runs is None else runs,
         "warmup": warmup,
@@ -517,6 +546,8 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
     peak = run.peak_rss_mb
     used = res["describe"].get("artifacts", {})
     used_mb = sum((bundle / p).stat().st_size for p in used.values() if (bundle / p).is_file()) / 2**20
+    if manifest.kind == "series":  # what ran: the observe file (solve and cell in one graph), or field and cell
+        d["mode"] = "fused" if "observe" in used else "loop"
     d.update({
         "artifacts_used": used,
         "artifacts_size_mb": used_mb,
@@ -529,6 +560,7 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         "field_evaluations": res["field_evaluations"],
         "steps": res["describe"].get("steps"),
         "tableau": res["describe"].get("tableau"),
+        "gap_s": res["describe"].get("gap_s"),
         "host_latency_ms": lat_host,
         "host_latency_undisturbed_ms": lat_calm,
         "disturbed_runs": calm.disturbed,
@@ -558,7 +590,12 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
         d["rapl"] = "not readable on this host" if not rapl_readable() else "not measured"
     if want_macs:
         try:
-            d["macs"] = _macs(bundle, manifest, used, res["field_evaluations"], res["describe"].get("steps"), batch)
+            if manifest.kind == "series":  # per observation: the field across the gap and the cell; the head
+                # runs once per classify, and an observe file is that same field and cell in one graph
+                parts = {r: used[r] for r in ("field", "cell") if r in used}
+                d["macs"] = _macs(bundle, manifest, parts, res["field_evaluations"], None, batch)
+            else:
+                d["macs"] = _macs(bundle, manifest, used, res["field_evaluations"], res["describe"].get("steps"), batch)
         except Exception as exc:  # onnx missing or unreadable graph: the rest of the profile stands
             d["macs"] = {"total": None, "note": str(exc)}
         d["macs_per_inference"] = d["macs"].get("total")

@@ -160,7 +160,8 @@ def mcu_nets(manifest: Any, mode: str = "loop", error: type[EdgeodeError] = Bund
     have = sorted({f"{a.role} ({a.precision})" for a in manifest.artifacts if a.format == "tflite"})
     raise error(
         "a microcontroller runs the bundle's full-int8 TFLite files measured in TFLM (encoder, field and head for "
-        f"an ODE-Net; field for a dynamics model; model for a network without an ODE), but this bundle has "
+        f"an ODE-Net; field, cell and head for an ODE-RNN; field for a dynamics model; model for a network without an "
+        f"ODE), but this bundle has "
         f"{', '.join(have) or 'no TFLite files'}; re-export it with `edgeode export RUN -o BUNDLE --quantize int8`"
     )
 

@@ -433,7 +433,8 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str | None = None,
             so a fleet runs exactly the bundle it tested.
 
     A ``series`` bundle (an ODE-RNN) gives a :class:`~edgeode.runtime.series.SeriesModel` (``init_state``,
-    ``observe``, ``classify``, ``predict_series``) instead; ``mode`` does not apply to it.
+    ``observe``, ``classify``, ``predict_series``) instead; ``mode="loop"`` runs its separate field and cell
+    files even where an ``observe`` file (the solve and the cell in one graph) exists.
 
     Raises:
         BundleError: the bundle is damaged, its manifest disagrees with what a file was built for
@@ -467,7 +468,7 @@ def load(bundle_dir: str | Path, backend: str = "auto", mode: str | None = None,
                               "one stream at a time: steps, tableau and batch do not apply")
         from edgeode.runtime.series import SeriesModel
 
-        return SeriesModel(bundle, name, threads, precision, engines)
+        return SeriesModel(bundle, name, threads, precision, engines, fused=mode != "loop")
     if tableau is not None:
         tableau = get_tableau(tableau)
     model = Model(bundle, name, mode, threads, precision, steps, tableau, batch, engines)

@@ -1,20 +1,27 @@
-"""Reading a .npy file that may be hostile: its header is checked against the file before any data is read.
+"""Reading .npy and .npz files that may be hostile: each header is checked before any data is read.
 
 ``numpy.load`` alone trusts the header (a 128-byte file claiming 10^12 elements ends in a
-``MemoryError``), opens an .npz archive renamed .npy as an ``NpzFile`` (not an array), and raises
-assorted exceptions for damaged headers. :func:`read_npy` turns each into a
+``MemoryError``), opens an .npz archive renamed .npy as an ``NpzFile`` (not an array), inflates an
+.npz member of any size (a few KB of zip can claim gigabytes), and raises assorted exceptions for
+damaged headers. :func:`read_npy` and :func:`read_npz` turn each into a
 :class:`~edgeode.errors.DataError` naming the problem and the fix. Never loads pickled data.
 """
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from edgeode.errors import DataError
 
-__all__ = ["read_npy"]
+__all__ = ["MAX_NPZ_BYTES", "read_npy", "read_npz"]
+
+#: Most bytes one array of an .npz archive may hold once inflated (1 GiB): far above any held-out set or
+#: sensor recording edgeode reads, far below what would exhaust a device's memory.
+MAX_NPZ_BYTES = 2**30
 
 
 def read_npy(path: str | Path) -> np.ndarray:
@@ -38,21 +45,11 @@ def read_npy(path: str | Path) -> np.ndarray:
         if magic != b"\x93NUMPY":
             raise DataError(f"{path} is not a readable .npy file (it does not start with the .npy magic); {fix}")
         fh.seek(0)
-        try:
-            version = np.lib.format.read_magic(fh)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _fortran, dtype = reader(fh)
-        except Exception as exc:  # numpy's header parser raises ValueError, tokenize.TokenError, SyntaxError, ...
-            raise DataError(f"{path} has a corrupt .npy header ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
-        if dtype.hasobject:
-            raise DataError(f"{path} holds Python objects (dtype {dtype}), which edgeode never loads (they are pickled); {fix}")
-        count = 1
-        for dim in shape:
-            count *= dim
+        shape, _fortran, dtype, nbytes = _header(fh, str(path), fix)
         have = path.stat().st_size - fh.tell()
-        if count * dtype.itemsize > have:
+        if nbytes > have:
             raise DataError(
-                f"{path}: its header says shape {list(shape)} of {dtype} ({count * dtype.itemsize:,} bytes), but the "
+                f"{path}: its header says shape {list(shape)} of {dtype} ({nbytes:,} bytes), but the "
                 f"file holds only {have:,} bytes of data: it is truncated or corrupt; {fix}"
             )
         fh.seek(0)
@@ -60,3 +57,56 @@ def read_npy(path: str | Path) -> np.ndarray:
             return np.load(fh, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise DataError(f"{path} is not a readable .npy file ({exc}); {fix}") from None
+
+
+def _header(fh: IO[bytes], where: str, fix: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data bytes of the .npy header at ``fh`` (left just past the header)."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(fh)
+    except Exception as exc:  # numpy's header parser raises ValueError, tokenize.TokenError, SyntaxError, ...
+        raise DataError(f"{where} has a corrupt .npy header ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
+    if dtype.hasobject:
+        raise DataError(f"{where} holds Python objects (dtype {dtype}), which edgeode never loads (they are pickled); {fix}")
+    count = 1
+    for dim in shape:
+        count *= dim
+    return shape, fortran, dtype, count * dtype.itemsize
+
+
+def read_npz(path: str | Path, fix: str, max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive (``numpy.savez``) by name, or a :class:`~edgeode.errors.DataError`.
+
+    Each member's header is read before its data, and an array above ``max_bytes``, or larger than the
+    archive says the member inflates to, is refused before anything is inflated. ``fix`` ends every
+    message: how to write the file the caller expects (``np.savez(path, times=..., values=...)``).
+    """
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise DataError(f"{str(path)!r} not found; {fix}") from None
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise DataError(f"{path} is not a readable .npz archive ({exc}); {fix}") from None
+    arrays: dict[str, np.ndarray] = {}
+    with archive:
+        for info in archive.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            where = f"{path}: array {name!r}"
+            try:
+                with archive.open(info) as fh:
+                    shape, fortran, dtype, nbytes = _header(fh, where, fix)
+                    if nbytes > max_bytes:
+                        raise DataError(f"{where} has shape {list(shape)} of {dtype} ({nbytes:,} bytes), above the "
+                                        f"limit of {max_bytes:,} bytes (edgeode.runtime.npy.MAX_NPZ_BYTES); split the data")
+                    if nbytes > info.file_size - fh.tell():
+                        raise DataError(f"{where}: its header says {nbytes:,} bytes of data, but the archive holds "
+                                        f"{max(info.file_size - fh.tell(), 0):,}: it is truncated or corrupt; {fix}")
+                    flat = np.frombuffer(fh.read(nbytes), dtype=dtype).copy() if nbytes else np.empty(0, dtype)
+                    arrays[name] = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+            except DataError:
+                raise
+            except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError) as exc:
+                raise DataError(f"{where} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
+    return arrays

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeode.errors import DataError
+from edgeode.runtime.npy import read_npz
 
 __all__ = ["HeldOut", "Split", "split", "from_npz", "from_dataset", "from_run", "SPLIT_SEED"]
 
@@ -87,14 +88,10 @@ def from_npz(path: str | Path) -> HeldOut:
     if not path.is_file():
         raise DataError(f"--data {path}: no such file; pass an .npz with arrays x (and y for a classifier), or a data "
                         "set name (digits, mnist, spiral) with --seed")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise DataError(f"{path} has arrays {f.files} but no 'x'; save it with np.savez(path, x=inputs, y=labels)")
-            x = np.asarray(f["x"])
-            y = np.asarray(f["y"]) if "y" in f.files else None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({exc}); save it with np.savez(path, x=inputs, y=labels)") from None
+    arrays = read_npz(path, "save it with np.savez(path, x=inputs, y=labels)")
+    if "x" not in arrays:
+        raise DataError(f"{path} has arrays {sorted(arrays)} but no 'x'; save it with np.savez(path, x=inputs, y=labels)")
+    x, y = arrays["x"], arrays.get("y")
     if x.dtype.kind != "f":
         raise DataError(f"{path}: x holds {x.dtype} values; the model takes preprocessed float32 input")
     if y is not None and y.dtype.kind not in "iu":

@@ -42,6 +42,12 @@ from edgeode.tune.heldout import HeldOut, Split
 __all__ = ["Config", "Measured", "Sweep", "deploy_mode", "measure_accuracy", "sweep", "REFERENCE_STEPS", "PATIENCE",
            "DEFAULT_MAX_STEPS", "SWEPT_PRECISIONS", "ACCURACY_BATCH"]
 
+#: Why a series (ODE-RNN) bundle or run is not tuned: it has no fixed [t0, t1] solve to sweep.
+SERIES_REFUSAL = ("tune sweeps the steps of a fixed [t0, t1] solve (an ODE-Net or a dynamics model); a series bundle "
+                  "(ODE-RNN) solves each gap between observations in steps of at most its max_step, set at training: "
+                  "train with another `edgeode train --model odernn --max-step SECONDS`, and time an observation with "
+                  "`edgeode profile BUNDLE --device NAME`")
+
 #: Steps of the RK4 reference solve that dynamics trajectories are compared with.
 REFERENCE_STEPS = 256
 #: Steps without a gain above ``saturation`` after which a (tableau, precision) stops growing its steps.
@@ -237,6 +243,8 @@ def sweep(bundle: str | Path, device: str, data: Split, *, tableaus: tuple[str, 
     if manifest.solver is None:
         raise ConfigError(f"the {manifest.model.get('arch')} bundle has no ODE block: there is no solver to tune "
                           "(tune an ODE-Net or a dynamics bundle)")
+    if manifest.kind == "series":
+        raise ConfigError(SERIES_REFUSAL)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 1 <= max_steps <= MAX_STEPS:
         raise ConfigError(f"max steps must be an integer from 1 to {MAX_STEPS:,}, got {max_steps!r}")
     if not (isinstance(seconds, (int, float)) and 0 < seconds <= 60):
