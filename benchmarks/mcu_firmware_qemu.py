@@ -64,6 +64,8 @@ def main() -> int:
     parser.add_argument("--build", type=Path, default=Path("/var/tmp/edgeode-tflm/build"), help="object cache (outside the repo)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="results directory (default benchmarks/results)")
+    parser.add_argument("--name", default="mcu_firmware_qemu",
+                        help="results file stem (default mcu_firmware_qemu; e.g. mcu_firmware_qemu_series)")
     args = parser.parse_args()
 
     from edgeode.firmware.qemu import QEMU_COMMAND, object_size
@@ -141,7 +143,7 @@ def main() -> int:
           f"{agree} of {len(samples)} samples' classes equal the host TFLM loop's. Program (text/data/bss): "
           f"{size.text:,} / {size.data:,} / {size.bss:,} bytes. TFLM build {lib_s:.0f} s (cached after the first), "
           f"qemu run {qemu_s:.1f} s.\n\n```\n{proc.stdout}```\n")
-    write_results("mcu_firmware_qemu", result, md, args.out)
+    write_results(args.name, result, md, args.out)
     log(f"{agree} of {len(samples)} samples agree with the host; program {size.text + size.data:,} B flash, "
         f"{size.data + size.bss:,} B RAM")
     return 0 if ok else 1

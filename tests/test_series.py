@@ -243,11 +243,13 @@ def test_series_export_refuses_what_it_cannot_quantize(contract_bundle, tmp_path
     assert not (tmp_path / "b").exists()
 
 
-def test_pack_refuses_a_series_bundle_as_firmware(contract_bundle, tmp_path):
-    """No firmware template runs a series loop: ``edgeode pack --device nano-33-ble-sense`` says so (was an
-    AttributeError traceback), prints no ``done`` line and leaves nothing behind."""
+def test_pack_of_a_float32_series_bundle_as_firmware_asks_for_int8(contract_bundle, tmp_path):
+    """A board runs the int8 field, cell and head: ``edgeode pack FLOAT32_SERIES_BUNDLE --device
+    nano-33-ble-sense`` says to export with --quantize int8 (was an AttributeError traceback), prints no
+    ``done`` line and leaves nothing behind."""
     proc = _edgeode("pack", str(contract_bundle[1]), "--device", "nano-33-ble-sense", "-o", str(tmp_path / "fw"))
-    assert proc.returncode == 2 and "series bundle" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "field, cell and head for an ODE-RNN" in proc.stderr, proc.stderr
+    assert "--quantize int8" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert "done in" not in proc.stderr and not (tmp_path / "fw").exists()
 
 

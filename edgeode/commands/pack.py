@@ -22,7 +22,8 @@ downloaded on the device and no torch:
   Microcontroller (nano-33-ble-sense, esp32-s3), from a full-int8 bundle (export --quantize int8):
     DIR/platformio.ini, DIR/src/   a PlatformIO firmware project: the int8 models as const C arrays, TFLM
                   (the board's community library) with exactly the models' ops, the RK loop as generated C,
-                  sample inputs checked against the host's TFLM outputs over serial
+                  sample inputs checked against the host's TFLM outputs over serial; for a series bundle
+                  (ODE-RNN) the observation step as generated C and sample series streamed through it
     DIR/README.md build and flash commands (pio run -t upload), sizes, what the board prints
 
 The wheels are downloaded on this machine with pip's cross-platform options (it needs the package
@@ -52,7 +53,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="ship this pure edgeode wheel instead of building one from the source tree")
     p.add_argument("--sample", default=None, metavar="X.npy",
                    help="microcontrollers: preprocessed inputs [S, ...] (.npy) the firmware checks on the board against "
-                        "the host's TFLM outputs (default: 4 fixed-seed inputs over the input's range)")
+                        "the host's TFLM outputs (default: 4 fixed-seed inputs over the input's range; a series bundle takes "
+                        "none: pack draws 4 seeded sample series)")
     p.add_argument("--tar", action="store_true", help="also write DIR.tar.gz beside DIR")
     add_overwrite(p, "DIR")
     add_quiet(p)

@@ -136,12 +136,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"edgeode run: hint: {w.message}", file=sys.stderr)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-        start = time.perf_counter()
-        out = _bounded(model, model.predict, (x,), timeout, begun)
-        if out is None:
+        done = _timed(model, model.predict, (x,), timeout, begun)
+        if done is None:
             return 124
-        latency_ms = (time.perf_counter() - start) * 1000.0
-        desc = model.describe()
+        out, latency_ms, desc = done
     finally:
         model.close()
     labels = model.manifest.output.labels
@@ -193,14 +191,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bounded(model, fn, fn_args: tuple, timeout: float | None, begun: float):
-    """``fn(*fn_args)`` stoppable by Ctrl-C (exit 130) and the deadline (None: the caller returns 124)."""
+def _timed(model, fn, fn_args: tuple, timeout: float | None, begun: float):
+    """``(output, latency ms, model.describe())`` of ``fn(*fn_args)``, stoppable by Ctrl-C (exit 130) and the
+    deadline (``None``: the deadline passed, the caller returns 124)."""
     from edgeode.errors import RunTimeout
     from edgeode.runtime.bounded import BoundedCall
 
+    start = time.perf_counter()
     call = BoundedCall(model, fn, *fn_args)
     try:
-        return call.run(timeout, since=begun)
+        out = call.run(timeout, since=begun)
+        return out, (time.perf_counter() - start) * 1000.0, model.describe()
     except (KeyboardInterrupt, RunTimeout) as exc:
         timed_out = isinstance(exc, RunTimeout)
         if not call.stuck:
@@ -226,12 +227,10 @@ def _run_series(args: argparse.Namespace, model, timeout: float | None, begun: f
         if len(rec.ignored) and not args.quiet:
             print(f"edgeode run: hint: left out CSV column(s) {list(rec.ignored)}: the model reads "
                   f"{', '.join(model.channels)}", file=sys.stderr)
-        start = time.perf_counter()
-        out = _bounded(model, model.predict_series, (rec.times, rec.values), timeout, begun)
-        if out is None:
+        done = _timed(model, model.predict_series, (rec.times, rec.values), timeout, begun)
+        if done is None:
             return 124
-        latency_ms = (time.perf_counter() - start) * 1000.0
-        desc = model.describe()
+        out, latency_ms, desc = done
     finally:
         model.close()
     mode = "fused" if "observe" in desc["artifacts"] else "loop"  # the observe file, or field and cell

@@ -1,8 +1,10 @@
-"""The generated solver compiled for the host and driven from Python through ctypes.
+"""The generated solver (and the series observation step) compiled for the host and driven through ctypes.
 
 The field is any Python callable ``f(t, h) -> dh`` on float32 arrays (an onnxruntime or TFLM session,
-for instance), passed to C as a ``field(t, h, out, ctx)`` callback. This is how the generated C is
-tested against :class:`edgeode.runtime.loop.FieldLoop` on the same model: same bits expected in float32.
+for instance), passed to C as a ``field(t, h, out, ctx)`` callback; a series step's GRU cell likewise as
+``cell(x, h, out, ctx)``. This is how the generated C is tested against
+:class:`edgeode.runtime.loop.FieldLoop` and :class:`edgeode.runtime.series.SeriesModel` on the same
+model: same bits expected in float32.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeode.errors import SolverError
+from edgeode.errors import ConfigError, DataError, SolverError
+from edgeode.firmware.series_c import SeriesSource
 from edgeode.firmware.solver_c import SolverSource
 from edgeode.firmware.toolchain import compile_host_library
 
-__all__ = ["HostSolver"]
+__all__ = ["HostSeries", "HostSolver"]
 
 FieldCallable = Callable[[float, np.ndarray], np.ndarray]
-_FIELD = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_float, ctypes.POINTER(ctypes.c_float),
-                          ctypes.POINTER(ctypes.c_float), ctypes.c_void_p)
-_ERRORS = {1: "bad arguments", 2: "the field failed", 3: "the state became NaN/Inf"}
+CellCallable = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_FP = ctypes.POINTER(ctypes.c_float)
+_FIELD = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_float, _FP, _FP, ctypes.c_void_p)
+_CELL = ctypes.CFUNCTYPE(ctypes.c_int, _FP, _FP, _FP, ctypes.c_void_p)
+_ERRORS = {1: "bad arguments", 2: "the field failed", 3: "the state became NaN/Inf", 10: "time not increasing",
+           11: "NaN/Inf sample", 12: "gap too long", 13: "the cell failed"}
 
 
 class HostSolver:
@@ -76,3 +82,84 @@ class HostSolver:
         if rc != 0:
             raise RuntimeError(f"{self.generated.prefix}_solve returned {rc} ({_ERRORS.get(rc, 'unknown')})")
         return traj.reshape((steps, *shape))
+
+
+class HostSeries:
+    """``generated`` (a series observation step and its solver) compiled into ``directory``, loaded with ctypes."""
+
+    def __init__(self, generated: SeriesSource, directory: str | Path):
+        self.generated = generated
+        prefix = generated.prefix
+        self.library_path = compile_host_library(generated.files(), Path(directory), f"{prefix}_series")
+        self._lib = ctypes.CDLL(str(self.library_path))
+        hidden = generated.spec.hidden
+
+        class Stream(ctypes.Structure):
+            _fields_ = [("h", ctypes.c_float * hidden), ("t", ctypes.c_double), ("observations", ctypes.c_long)]
+
+        self._stream_type = Stream
+        self._reset = getattr(self._lib, f"{prefix}_series_reset")
+        self._reset.argtypes = [ctypes.POINTER(Stream)]
+        self._reset.restype = None
+        fn = getattr(self._lib, f"{prefix}_series_observe")
+        fn.argtypes = [ctypes.POINTER(Stream), ctypes.c_double, _FP, _FIELD, _CELL, ctypes.c_void_p,
+                       ctypes.POINTER(ctypes.c_int)]
+        fn.restype = ctypes.c_int
+        self._observe = fn
+
+    def run(self, field: FieldCallable, cell: CellCallable, times: np.ndarray, values: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """The hidden state after each observation ``[n, hidden]`` and the solver steps taken before each ``[n]``,
+        for ``times`` [n] seconds and raw float32 ``values`` [n, channels] fed one at a time to the C step.
+
+        An exception in a callback is raised again here; the C step's refusals raise what the Python
+        runtime raises for the same input (:class:`DataError`, :class:`ConfigError`, :class:`SolverError`).
+        """
+        spec = self.generated.spec
+        hidden, channels = spec.hidden, len(spec.channels)
+        values = np.ascontiguousarray(values, np.float32)
+        if values.ndim != 2 or values.shape[1] != channels or len(values) != len(times):
+            raise ValueError(f"values must be [{len(times)}, {channels}], got {list(values.shape)}")
+        failure: list[BaseException] = []
+
+        def on_field(t, h_ptr, out_ptr, _ctx):
+            try:
+                h = np.ctypeslib.as_array(h_ptr, (hidden,)).reshape(1, hidden).copy()
+                np.ctypeslib.as_array(out_ptr, (hidden,))[:] = np.asarray(field(float(t), h), np.float32).reshape(hidden)
+                return 0
+            except BaseException as exc:  # noqa: BLE001 - re-raised after the C call returns
+                failure.append(exc)
+                return 1
+
+        def on_cell(x_ptr, h_ptr, out_ptr, _ctx):
+            try:
+                x = np.ctypeslib.as_array(x_ptr, (channels,)).reshape(1, channels).copy()
+                h = np.ctypeslib.as_array(h_ptr, (hidden,)).reshape(1, hidden).copy()
+                np.ctypeslib.as_array(out_ptr, (hidden,))[:] = np.asarray(cell(x, h), np.float32).reshape(hidden)
+                return 0
+            except BaseException as exc:  # noqa: BLE001
+                failure.append(exc)
+                return 1
+
+        f_cb, c_cb = _FIELD(on_field), _CELL(on_cell)
+        stream = self._stream_type()
+        self._reset(ctypes.byref(stream))
+        states = np.empty((len(times), hidden), np.float32)
+        steps = np.zeros(len(times), np.int64)
+        taken = ctypes.c_int(0)
+        for i, t in enumerate(np.asarray(times, np.float64).tolist()):
+            rc = self._observe(ctypes.byref(stream), t, values[i].ctypes.data_as(_FP), f_cb, c_cb, None,
+                               ctypes.byref(taken))
+            if failure:
+                raise failure[0]
+            if rc in (10, 11):
+                raise DataError(f"observation {i} (t = {t:.6g} s): {_ERRORS[rc]}")
+            if rc == 12:
+                raise ConfigError(f"observation {i} (t = {t:.6g} s): {_ERRORS[rc]}")
+            if rc == 3:
+                raise SolverError(f"the C step's state became NaN/Inf at observation {i} (t = {t:.6g} s)")
+            if rc != 0:
+                raise RuntimeError(f"{self.generated.prefix}_series_observe returned {rc} ({_ERRORS.get(rc, 'unknown')})")
+            states[i] = np.ctypeslib.as_array(stream.h)
+            steps[i] = taken.value
+        return states, steps

@@ -30,11 +30,12 @@ import numpy as np
 from edgeode.errors import PackError
 from edgeode.firmware.carray import c_array_declaration, c_array_definition
 from edgeode.firmware.fit import ARENA_MARGIN, field_inputs, mcu_fit, tensor_elements
+from edgeode.firmware.series_c import generate_series
 from edgeode.firmware.solver_c import generate_solver
 from edgeode.firmware.templates_io import render
 from edgeode.firmware.tflite_ops import resolver_method, tflite_ops
 from edgeode.runtime.bundle import Bundle
-from edgeode.runtime.manifest import Artifact
+from edgeode.runtime.manifest import Artifact, SeriesSpec
 
 __all__ = ["ARENA_MARGIN", "BOARDS", "Board", "FirmwareProject", "build_project"]
 
@@ -132,13 +133,80 @@ def _host_outputs(bundle: Bundle, samples: np.ndarray, nets: list[tuple[str, Art
     return np.stack(outs)
 
 
+def _cell_inputs(cell: Artifact, spec: SeriesSpec, hidden: int) -> tuple[int, int]:
+    """Tensor indices of the GRU cell's sample ``x`` and state ``h`` inputs, by name (``x``, ``h``) or else size."""
+    names = [i.name for i in cell.inputs]
+    if len(names) != 2:
+        raise PackError(f"{cell.path}: a GRU cell takes a sample x and a state h, but its inputs are {names}; re-export")
+    if "x" in names and "h" in names:
+        return names.index("x"), names.index("h")
+    sizes = [_size(tuple(i.shape), f"{cell.path} input {i.name!r}") for i in cell.inputs]
+    if sorted(sizes) != sorted((len(spec.channels), hidden)) or len(spec.channels) == hidden:
+        raise PackError(f"{cell.path}: cannot tell the cell's sample input from its state input ({names}, sizes "
+                        f"{sizes}); re-export the bundle")
+    x = sizes.index(len(spec.channels))
+    return x, 1 - x
+
+
+#: Sample series packed into a series firmware: how many, how long, the fraction of grid points dropped, and
+#: how many seeded candidates they are picked from (covering as many classes as the candidates reach).
+SERIES_SAMPLES, SERIES_LENGTH, SERIES_DROP, SERIES_CANDIDATES = 4, 24, 0.5, 32
+
+
+def _candidate_series(spec: SeriesSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One seeded sample series ``(times [n] s, raw float32 values [n, channels])``: points of a max_step grid
+    with about half left out (gaps of one to several solver steps); per channel a sinusoid of random
+    frequency, amplitude and phase plus noise, around the channel's mean in units of its deviation."""
+    grid = np.arange(int(SERIES_LENGTH / (1 - SERIES_DROP)))
+    times = np.sort(rng.choice(grid, SERIES_LENGTH, replace=False)).astype(np.float64) * spec.max_step
+    c = len(spec.channels)
+    nyquist = 0.5 / spec.max_step
+    freq = rng.uniform(0.02, 0.4, c) * nyquist
+    amp, phase = rng.uniform(0.2, 2.0, c), rng.uniform(0, 2 * np.pi, c)
+    wave = amp * np.sin(2 * np.pi * freq * times[:, None] + phase) + 0.3 * rng.standard_normal((SERIES_LENGTH, c))
+    return times, (np.asarray(spec.mean) + np.asarray(spec.std) * wave).astype(np.float32)
+
+
+def _sample_series(bundle: Bundle) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """:data:`SERIES_SAMPLES` seeded sample series and the class scores the host's TFLM run of the int8 files
+    gives for them, picked from :data:`SERIES_CANDIDATES` candidates so that they reach as many different
+    classes as the candidates do (a board that always answered one class would then fail the check)."""
+    from edgeode.runtime import load
+
+    rng = np.random.default_rng(0)
+    candidates = [_candidate_series(bundle.manifest.series, rng) for _ in range(SERIES_CANDIDATES)]
+    with load(bundle.root, backend="tflm", precision="int8") as model:
+        scores = [np.asarray(model.predict_series(t, x), np.float32) for t, x in candidates]
+    picked: list[int] = []
+    seen: set[int] = set()
+    for i, sc in enumerate(scores):  # first each new class in candidate order, then the earliest others
+        if len(picked) < SERIES_SAMPLES and int(sc.argmax()) not in seen:
+            picked.append(i)
+            seen.add(int(sc.argmax()))
+    picked += [i for i in range(len(candidates)) if i not in picked][: SERIES_SAMPLES - len(picked)]
+    picked.sort()
+    return [candidates[i] for i in picked], np.stack([scores[i] for i in picked])
+
+
+def _series_sample_header(values: dict, recordings: list[tuple[np.ndarray, np.ndarray]], expected: np.ndarray,
+                          classes: tuple[int, ...] | None) -> str:
+    starts = np.cumsum([0, *(len(t) for t, _ in recordings)])
+    times = np.concatenate([t for t, _ in recordings])
+    raw = np.concatenate([x for _, x in recordings])
+    return render("project/edgeode_series_sample.h.in", **values, samples=len(recordings), observations=len(times),
+                  starts=", ".join(map(str, starts)), times=",\n".join(f"    {float(t).hex()}" for t in times),
+                  values=_rows(raw), expected=_rows(expected), classes=", ".join(map(str, classes or ())))
+
+
 def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) -> FirmwareProject:
     """The project for ``profile`` (a microcontroller :class:`~edgeode.devices.profiles.DeviceProfile`).
 
     ``samples``: preprocessed inputs ``[S, *input shape]`` checked on the board (default: 4 inputs drawn
-    with a fixed seed over the input's range). Raises :class:`PackError` for a board without a firmware
-    template, a series bundle, a bundle without int8 files, an op TFLM lacks, or a bundle that does not fit
-    the board.
+    with a fixed seed over the input's range). A series bundle (an ODE-RNN) takes none: its firmware streams
+    :data:`SERIES_SAMPLES` seeded sample series through the generated observation step
+    (:mod:`edgeode.firmware.series_c`) and checks each class against the host's TFLM run. Raises
+    :class:`PackError` for a board without a firmware template, a bundle without int8 files, an op TFLM
+    lacks, or a bundle that does not fit the board.
     """
     from edgeode import __version__
 
@@ -147,11 +215,7 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
         raise PackError(f"no firmware template for {profile.name!r} ({profile.display_name}); edgeode pack writes "
                         f"firmware for {', '.join(BOARDS)}")
     man = bundle.manifest
-    if man.kind == "series":
-        raise PackError("a series bundle (ODE-RNN field, GRU cell and head) has no firmware template yet: the "
-                        "generated C loop runs a classifier or dynamics model (encoder -> field -> head). `edgeode "
-                        f"profile BUNDLE --device {profile.name}` reports its fit (export it with --quantize int8), and "
-                        "edgeode.runtime's SeriesModel runs its int8 files in TFLM on the host (backend tflm)")
+    series = man.kind == "series"
     fit = mcu_fit(man, profile, "loop", PackError)  # picks the files (mcu_nets) and plans their arenas
     if not fit.fits:
         raise PackError(f"the bundle {fit.message}. Use a smaller model (fewer channels) or a board with more "
@@ -175,23 +239,38 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
     if field_net is not None:
         fi = field_inputs(field_net.artifact, PackError)
         h_input, t_input, state_size = fi.state, fi.time, fi.state_size
-        solver = generate_solver(man.solver.tableau, state_size)
-        solver_files, solver_ram = solver.files(), solver.ram_bytes
+        if series:  # the observation step around the solver (edgeode.firmware.series_c)
+            generated = generate_series(man.series, man.solver.tableau)
+            solver_files, solver_ram = generated.files(), generated.solver.ram_bytes
+        else:
+            solver = generate_solver(man.solver.tableau, state_size)
+            solver_files, solver_ram = solver.files(), solver.ram_bytes
         if first.role == "field":
             input_shape = field_net.artifact.inputs[h_input].shape
+    cell_x = cell_h = -1
+    if series:
+        cell_x, cell_h = _cell_inputs(next(n for n in nets if n.role == "cell").artifact, man.series, state_size)
+        input_shape = (1, len(man.series.channels))
     input_size = _size(tuple(input_shape), f"{first.path} input")
     output_size = _size(tuple(last.outputs[0].shape), f"{last.path} output")
-    sample_shape = tuple(int(s) for s in input_shape[1:])
-    if samples is None:
-        samples = _default_samples(bundle, sample_shape)
-    samples = np.asarray(samples, np.float32)
-    if samples.ndim < 1 or tuple(samples.shape[1:]) != sample_shape or not 1 <= len(samples) <= MAX_SAMPLES:
-        raise PackError(f"sample inputs must be [S, {', '.join(map(str, sample_shape))}] with 1 <= S <= {MAX_SAMPLES} "
-                        f"(preprocessed, as the model takes them), got {list(samples.shape)}")
-    if not np.all(np.isfinite(samples)):
-        raise PackError("sample inputs hold NaN or Inf")
-    expected = _host_outputs(bundle, samples, picked)
-    classifier = man.kind == "classifier"
+    if series:
+        if samples is not None:
+            raise PackError("a series bundle checks recorded series on the board, not single inputs: leave out "
+                            "--sample (pack draws seeded sample series over the manifest's channel statistics)")
+        recordings, expected = _sample_series(bundle)
+        samples = np.zeros((len(recordings), 0), np.float32)  # counted below; the series go to the sample header
+    else:
+        sample_shape = tuple(int(s) for s in input_shape[1:])
+        if samples is None:
+            samples = _default_samples(bundle, sample_shape)
+        samples = np.asarray(samples, np.float32)
+        if samples.ndim < 1 or tuple(samples.shape[1:]) != sample_shape or not 1 <= len(samples) <= MAX_SAMPLES:
+            raise PackError(f"sample inputs must be [S, {', '.join(map(str, sample_shape))}] with 1 <= S <= {MAX_SAMPLES} "
+                            f"(preprocessed, as the model takes them), got {list(samples.shape)}")
+        if not np.all(np.isfinite(samples)):
+            raise PackError("sample inputs hold NaN or Inf")
+        expected = _host_outputs(bundle, samples, picked)
+    classifier = man.kind in ("classifier", "series")
     classes = tuple(int(c) for c in expected.argmax(1)) if classifier else None
 
     # the figures the fit was computed with (edgeode.firmware.fit): one computation for pack and profile
@@ -207,7 +286,7 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
     config = render(
         "project/edgeode_config.h.in", **values, classifier=int(classifier),
         has_encoder=int("encoder" in idx), has_field=int("field" in idx), has_head=int("head" in idx),
-        has_model=int("model" in idx),
+        has_model=int("model" in idx), series=int(series), cell_x_input=cell_x, cell_h_input=cell_h,
         net_indices="\n".join(f"#define EDGEODE_NET_{r.upper()} {i}" for r, i in idx.items()),
         nets=len(nets), op_count=len(all_ops), input_size=input_size, output_size=output_size,
         state_size=state_size, field_t_input=t_input, field_h_input=h_input,
@@ -220,6 +299,8 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
     firmware = render(
         "project/edgeode_firmware.cpp.in", **values, board_include=board.board_include,
         model_doc=("an ODE-Net: int8 encoder, field and head around a float32 RK loop" if "encoder" in idx else
+                   "an ODE-RNN: per observation the int8 field in a float32 RK loop across the gap, then the int8 "
+                   "GRU cell; the int8 head classifies the stream" if series else
                    "a dynamics model: the int8 field inside a float32 RK loop" if "field" in idx else "an int8 network"),
         tableau_name=sol.tableau.name if sol else "-",
         arenas="\n".join(f"alignas(16) uint8_t arena_{n.role}[EDGEODE_ARENA_{n.role.upper()}];" for n in nets),
@@ -236,9 +317,12 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
         tol_doc = (f"A dynamics sample agrees when every state value is within {tolerance:.3g} of the host's: 3 LSB of "
                    f"the field's int8 output ({lsb:.3g}) integrated over t1 - t0 = {abs(sol.t1 - sol.t0):g} (the board's "
                    "TFLM may round an op differently by one LSB).")
-    sample = render("project/edgeode_sample.h.in", **values, samples=len(samples), tolerance=tol, tolerance_doc=tol_doc,
-                    inputs=_rows(samples.reshape(len(samples), -1)), expected=_rows(expected),
-                    classes=", ".join(map(str, classes)) if classes else ", ".join("0" for _ in samples))
+    if series:
+        sample = _series_sample_header(values, recordings, expected, classes)
+    else:
+        sample = render("project/edgeode_sample.h.in", **values, samples=len(samples), tolerance=tol,
+                        tolerance_doc=tol_doc, inputs=_rows(samples.reshape(len(samples), -1)), expected=_rows(expected),
+                        classes=", ".join(map(str, classes)) if classes else ", ".join("0" for _ in samples))
     models_h = "\n".join(["/* edgeode_models.h: the bundle's int8 models as const arrays (generated by edgeode pack). */",
                           "#ifndef EDGEODE_MODELS_H", "#define EDGEODE_MODELS_H", "",
                           *(c_array_declaration(n.symbol) for n in nets), "", "#endif", ""])
@@ -260,15 +344,22 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
         **{f"src/{k}": v for k, v in solver_files.items()},
     }
     extra_doc = ""
+    if series:
+        extra_doc = ("| `src/edgeode_series.c` | the observation step: normalise the raw sample, solve across the gap in "
+                     f"steps of at most {man.series.max_step:g} s, GRU cell; `edgeode_series_start`, `edgeode_observe`, "
+                     "`edgeode_classify` (`src/edgeode_firmware.h`) |\n")
     if board.framework == "espidf":
         files["CMakeLists.txt"] = render("project/CMakeLists_root.txt")
         files["src/CMakeLists.txt"] = render("project/CMakeLists_src.txt.in", sources=" ".join(f'"{s}"' for s in sources))
         files["src/idf_component.yml"] = render("project/idf_component.yml")
         files["sdkconfig.defaults"] = render("project/sdkconfig.defaults")
-        extra_doc = ("| `CMakeLists.txt`, `src/CMakeLists.txt` | the ESP-IDF project and main component |\n"
+        extra_doc += ("| `CMakeLists.txt`, `src/CMakeLists.txt` | the ESP-IDF project and main component |\n"
                      "| `src/idf_component.yml` | `espressif/esp-tflite-micro` for the IDF component manager |\n"
                      "| `sdkconfig.defaults` | a 16 KB main task stack for TFLM |\n")
-    if classes is not None:
+    if series:
+        lines = [f"    sample {s}: class {c} (host {c}) ok, max |score - host| ... ({len(recordings[s][0])} observations)"
+                 for s, c in enumerate(classes)]
+    elif classes is not None:
         lines = [f"    sample {s}: class {c} (host {c}) ok, max |score - host| ..." for s, c in enumerate(classes)]
     else:
         lines = [f"    sample {s}: max |h(t1) - host| ... (tolerance ...) ok" for s in range(len(samples))]
@@ -300,7 +391,10 @@ def build_project(bundle: Bundle, profile, samples: np.ndarray | None = None) ->
                     "arena": n.arena} for n in nets],
         "ops": list(all_ops), "resolver": methods, "arena_margin": ARENA_MARGIN,
         "solver": {"tableau": sol.tableau.name, "steps": sol.steps, "t0": sol.t0, "t1": sol.t1,
-                   "state_size": state_size, "ram_bytes": solver_ram} if field_net is not None else None,
+                   "state_size": state_size, "ram_bytes": solver_ram} if field_net is not None and not series else None,
+        "series": {"tableau": sol.tableau.name, "max_step": man.series.max_step, "hidden": state_size,
+                   "channels": list(man.series.channels), "ram_bytes": solver_ram,
+                   "sample_observations": [len(r[0]) for r in recordings]} if series else None,
         "ram_bytes": ram, "flash_bytes": flash, "samples": len(samples), "sample_classes": list(classes or []),
     }
     files["edgeode-pack.json"] = json.dumps(record, indent=2) + "\n"

@@ -13,8 +13,17 @@ void edgeode_print(const char *line);
 int edgeode_setup(void);
 
 /* One inference on a preprocessed input of EDGEODE_INPUT_SIZE floats: class scores (classifier) or the
- * final state h(t1) (dynamics), EDGEODE_OUTPUT_SIZE floats. Returns 0, or nonzero after printing why. */
+ * final state h(t1) (dynamics), EDGEODE_OUTPUT_SIZE floats. Returns 0, or nonzero after printing why.
+ * A series bundle streams instead (below): edgeode_infer prints so and returns nonzero. */
 int edgeode_infer(const float *input, float *output);
+
+/* Series bundles (an ODE-RNN), one stream at a time: start a stream; observe a raw sample of EDGEODE_CHANNELS
+ * values (the manifest's channels, in order, in its units) at t seconds, after the previous one's t (a missing
+ * sample is simply not observed: the state is solved across the gap); class scores of the stream so far,
+ * EDGEODE_OUTPUT_SIZE floats. Each returns 0, or nonzero after printing why (the stream is then unchanged). */
+void edgeode_series_start(void);
+int edgeode_observe(double t, const float *raw);
+int edgeode_classify(float *scores);
 
 /* Run the sample inputs packed with the firmware, print each result beside the host's, and return the
  * number that disagree (negative: an error). */
