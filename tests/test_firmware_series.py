@@ -212,3 +212,19 @@ def test_pack_writes_a_series_firmware_whose_samples_are_the_host_tflm_classes(i
                                       "EDGEODE_SAMPLE_OBSERVATIONS ? 0 : 1; }\n")
     subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-Wno-unused-const-variable", f"-I{src}", "-fsyntax-only",
                     str(tmp_path / "check.c")], check=True, capture_output=True, text=True)
+
+
+def test_microcontroller_profile_of_a_series_bundle_is_per_observation(int8_series_bundle):
+    """``edgeode profile INT8_SERIES_BUNDLE --device nano-33-ble-sense``: field x stages (a one-step gap) + cell
+    + head, said per observation, accuracy over held-out series (it said "per inference" and "samples")."""
+    from edgeode.devices.mcu_estimate import count_tflite
+    from edgeode.devices.profiler import profile_bundle
+    from edgeode.runtime import read_bundle
+
+    d = profile_bundle(int8_series_bundle, "nano-33-ble-sense").to_dict()
+    b = read_bundle(int8_series_bundle)
+    macs = {a.role: count_tflite(b.path(a)).macs for a in b.manifest.artifacts if a.precision == "int8"}
+    stages = b.manifest.solver.tableau.stages
+    assert d["unit"] == "observation" and d["accuracy"]["unit"] == "series" and d["field_evaluations"] == stages
+    assert d["macs_per_inference"] == stages * macs["field"] + macs["cell"] + macs["head"]
+    assert any(n.startswith("series bundle: one observation") for n in d["notes"]) and d["fits"]["fits"]

@@ -158,9 +158,9 @@ def render_mcu(d: dict) -> str:
     ]
     if acc.get("int8") is not None:
         lines.append(f"accuracy           int8 {100 * acc['int8']:.1f}% (float32 {100 * (acc['float32'] or 0):.1f}%) on "
-                     f"{acc['samples']} {acc['split']} samples, measured in {acc['interpreter']}")
+                     f"{acc['samples']} {acc['split']} {acc.get('unit', 'samples')}, measured in {acc['interpreter']}")
     lines += [
-        f"MACs               {e['macs']:,} per inference (+ {e['elements']:,} other-op elements)"
+        f"MACs               {e['macs']:,} per {d.get('unit', 'inference')} (+ {e['elements']:,} other-op elements)"
         + (f"; field x {d['field_evaluations']} ({d['tableau']}, {d['steps']} steps)" if d.get("field_evaluations") else ""),
         f"latency            {_range(d['latency_ms'], 'ms')} [ESTIMATE]",
         f"energy             {_range(d['energy_mj'], 'mJ')} at {e['power_w']:g} W [ESTIMATE]",

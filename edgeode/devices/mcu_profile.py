@@ -90,7 +90,7 @@ def _accuracy(manifest: Any, mode: str) -> dict[str, Any] | None:
     int8 = (acc.get("int8") or {}).get(mode)
     fl = acc.get("float32") or {}
     return {"int8": int8, "float32": next(iter(fl.values()), None), "split": acc.get("split"),
-            "samples": acc.get("samples"), "interpreter": acc.get("interpreter"),
+            "samples": acc.get("samples"), "unit": acc.get("unit", "samples"), "interpreter": acc.get("interpreter"),
             "agreement_with_float32": (acc.get("agreement_with_float32") or {}).get(mode)}
 
 
@@ -131,6 +131,10 @@ def profile_mcu(bundle: str | Path, profile: DeviceProfile, mode: str | None = N
         + (f"the float32 RK arithmetic ({est.solver_flops:,} multiply-adds per solve) and " if est.solver_flops else "")
         + "per-op interpreter overhead",
     ]
+    if manifest.kind == "series":
+        notes.append(f"series bundle: one observation is the field x {est.calls.get('field')} (a gap of one max_step, "
+                     f"{manifest.series.max_step:g} s; a gap of k max_steps takes k x the field's share) and the cell, "
+                     "plus the head, which runs once per classify")
     return {
         "device": profile.name,
         "device_display_name": profile.display_name,
@@ -140,6 +144,7 @@ def profile_mcu(bundle: str | Path, profile: DeviceProfile, mode: str | None = N
         "bundle": str(bundle),
         "arch": manifest.model.get("arch"),
         "kind": manifest.kind,
+        "unit": "observation" if manifest.kind == "series" else "inference",
         "mode": "single" if nets[0][0] == "model" else mode,  # a network without an ODE is one file
         "precision": "int8",
         "backend": "tflite-micro",
