@@ -187,8 +187,14 @@ def test_pack_writes_a_series_firmware_whose_samples_are_the_host_tflm_classes(i
     assert [m["role"] for m in record["models"]] == ["field", "cell", "head"]
     assert record["series"]["sample_observations"] == [SERIES_LENGTH] * SERIES_SAMPLES and record["solver"] is None
     src = fw / "src"
-    for name in ("edgeode_series.c", "edgeode_series.h", "edgeode_solver.c", "edgeode_firmware.cpp"):
-        assert (src / name).is_file(), name
+    from edgeode.firmware.series_c import generate_series
+    from edgeode.runtime import read_bundle
+
+    man = read_bundle(int8_series_bundle).manifest
+    for name, text in generate_series(man.series, man.solver.tableau).files().items():
+        # the very files test_c_series_step_* proves bit for bit against the runtime
+        assert (src / name).read_text() == text, name
+    assert (src / "edgeode_firmware.cpp").is_file()
     assert "#define EDGEODE_SERIES 1" in (src / "edgeode_config.h").read_text()
     if device == "esp32-s3":
         assert '"edgeode_series.c"' in (src / "CMakeLists.txt").read_text()
@@ -215,8 +221,9 @@ def test_pack_writes_a_series_firmware_whose_samples_are_the_host_tflm_classes(i
 
 
 def test_microcontroller_profile_of_a_series_bundle_is_per_observation(int8_series_bundle):
-    """``edgeode profile INT8_SERIES_BUNDLE --device nano-33-ble-sense``: field x stages (a one-step gap) + cell
-    + head, said per observation, accuracy over held-out series (it said "per inference" and "samples")."""
+    """``edgeode profile INT8_SERIES_BUNDLE --device nano-33-ble-sense``: field x stages (a one-step gap) + cell,
+    said per observation as the host profile counts it (the head runs once per classify), accuracy over
+    held-out series (it said "per inference" and "samples"); --gap is refused there, not ignored."""
     from edgeode.devices.mcu_estimate import count_tflite
     from edgeode.devices.profiler import profile_bundle
     from edgeode.runtime import read_bundle
@@ -226,5 +233,7 @@ def test_microcontroller_profile_of_a_series_bundle_is_per_observation(int8_seri
     macs = {a.role: count_tflite(b.path(a)).macs for a in b.manifest.artifacts if a.precision == "int8"}
     stages = b.manifest.solver.tableau.stages
     assert d["unit"] == "observation" and d["accuracy"]["unit"] == "series" and d["field_evaluations"] == stages
-    assert d["macs_per_inference"] == stages * macs["field"] + macs["cell"] + macs["head"]
+    assert d["macs_per_inference"] == stages * macs["field"] + macs["cell"]  # the host profile's unit too
     assert any(n.startswith("series bundle: one observation") for n in d["notes"]) and d["fits"]["fits"]
+    with pytest.raises(ConfigError, match="leave out gap"):
+        profile_bundle(int8_series_bundle, "nano-33-ble-sense", gap=0.5)

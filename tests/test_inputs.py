@@ -97,15 +97,61 @@ def test_npz_arrays_round_trip_fortran_order_empty_and_scalar(tmp_path):
     assert got["e"].shape == (0, 6) and got["e"].dtype == np.float32 and got["s"] == 7
 
 
-def test_npz_bomb_is_refused_from_the_member_header_before_inflating(tmp_path):
-    """1 GiB of zeros compresses to about 1 MB: the member's header is refused before a byte is inflated."""
-    big = np.zeros(2**27, np.float32)  # 512 MiB: above a 64 MiB limit
-    np.savez_compressed(tmp_path / "bomb.npz", x=big)
-    del big
-    start = time.perf_counter()
-    with pytest.raises(DataError, match=r"array 'x' has shape \[134217728\].*above the limit"):
-        read_npz(tmp_path / "bomb.npz", "fix", max_bytes=2**26)
-    assert time.perf_counter() - start < 1.0
+def _bytes_read(monkeypatch) -> list[int]:
+    """Every byte count a zip member's reader hands out from now on (read and readinto), to prove what is not read."""
+    import zipfile
+
+    counts: list[int] = []
+    read, readinto = zipfile.ZipExtFile.read, zipfile.ZipExtFile.readinto
+
+    def counted_read(self, n=-1):
+        data = read(self, n)
+        counts.append(len(data))
+        return data
+
+    def counted_readinto(self, b):
+        n = readinto(self, b)
+        counts.append(n)
+        return n
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counted_read)
+    monkeypatch.setattr(zipfile.ZipExtFile, "readinto", counted_readinto)
+    return counts
+
+
+def test_npz_bomb_is_refused_from_the_member_header_before_inflating(tmp_path, monkeypatch):
+    """128 MiB of zeros compresses to about 130 KB: the member's header is refused before its data is inflated
+    (nothing past the header is read), and a member that is not asked for is never read at all."""
+    np.savez_compressed(tmp_path / "bomb.npz", x=np.zeros(2**25, np.float32), keep=np.arange(3.0))
+    counts = _bytes_read(monkeypatch)
+    with pytest.raises(DataError, match=r"array 'x' has shape \[33554432\].*above the limit"):
+        read_npz(tmp_path / "bomb.npz", "fix", max_bytes=2**20)
+    assert sum(counts) < 4096, counts
+    counts.clear()
+    got = read_npz(tmp_path / "bomb.npz", "fix", names=("keep",), max_bytes=2**20)
+    assert list(got) == ["keep"] and sum(counts) < 4096, counts
+
+
+def test_npz_arrays_together_are_bounded_and_other_members_ignored(tmp_path):
+    import zipfile
+
+    np.savez(tmp_path / "two.npz", a=np.zeros(100, np.float64), b=np.zeros(100, np.float64))
+    with zipfile.ZipFile(tmp_path / "two.npz", "a") as z:
+        z.writestr("notes.txt", "not an array")
+    assert sorted(read_npz(tmp_path / "two.npz", "fix", max_bytes=1600)) == ["a", "b"]
+    with pytest.raises(DataError, match="array 'b'.*with the arrays before it, above the limit"):
+        read_npz(tmp_path / "two.npz", "fix", max_bytes=1200)
+
+
+def test_npz_corrupt_deflate_data_is_a_data_error(tmp_path):
+    """Damage inside the compressed data (zlib.error or a CRC mismatch, whichever the bytes give) is typed."""
+    np.savez_compressed(tmp_path / "c.npz", x=np.arange(5000.0))
+    raw = bytearray((tmp_path / "c.npz").read_bytes())
+    start = raw.index(b"x.npy") + len(b"x.npy") + 200  # inside the member's deflate stream
+    raw[start:start + 64] = b"\xff" * 64
+    (tmp_path / "c.npz").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="cannot be read|not a readable|corrupt"):
+        read_npz(tmp_path / "c.npz", "fix")
 
 
 def test_npz_member_header_claiming_more_than_the_archive_holds(tmp_path):

@@ -318,7 +318,7 @@ def test_run_classifies_a_recorded_series_from_npz_and_csv(contract_bundle, data
             np.testing.assert_allclose(logits, want, atol=TORCH_TOLERANCE)
         else:
             np.testing.assert_array_equal(logits, want)
-        assert out["predictions"][0]["class"] == int(np.argmax(want))
+        assert out["predictions"][0]["class"] == int(np.argmax(logits))
         if name.endswith(".csv"):
             assert out["ignored_columns"] == ["note"] and "left out CSV column(s) ['note']" in proc.stderr
     text = _edgeode("run", str(contract_bundle[1]), str(tmp_path / "s.npz"))
@@ -327,7 +327,7 @@ def test_run_classifies_a_recorded_series_from_npz_and_csv(contract_bundle, data
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: np.save(p / "s.npy", np.zeros((5, 6))), "from .npz or .csv, not .npy"),
-    (lambda p: np.savez(p / "s.npz", times=np.arange(5.0)), "no 'values'"),
+    (lambda p: np.savez(p / "s.npz", times=np.arange(5.0)), "no 'values' array"),
     (lambda p: np.savez(p / "s.npz", times=np.arange(5.0), values=np.zeros((5, 4))), "must be [5, 6]"),
     (lambda p: np.savez(p / "s.npz", times=np.array([0.0, 2.0, 1.0]), values=np.zeros((3, 6))), "times must increase"),
     (lambda p: np.savez(p / "s.npz", times=np.arange(3.0), values=np.full((3, 6), np.nan)), "NaN/Inf in channel"),
@@ -336,12 +336,38 @@ def test_run_classifies_a_recorded_series_from_npz_and_csv(contract_bundle, data
     (lambda p: (p / "s.csv").write_text("sec,ax,ay,az,wx,wy,wz\n0,1,2,3,4,5,6\n"), "no time column"),
     (lambda p: (p / "s.csv").write_text("t,ax,ay,az,wx,wy,wz\n0,1,2,3,4,5,six\n"), "line 2: 'six' is not a number"),
     (lambda p: (p / "s.csv").write_text("t,ax,ay,az,wx,wy,wz\n"), "no samples"),
+    (lambda p: (p / "s.csv").write_text("t,ax,ax,ay,az,wx,wy,wz\n0,1,1,2,3,4,5,6\n"), "appear more than once"),
+    (lambda p: (p / "s.csv").write_text("t,time,ax,ay,az,wx,wy,wz\n0,0,1,2,3,4,5,6\n"), "more than one time column"),
+    (lambda p: (p / "s.csv").write_text("t,ax,ay,az,wx,wy,wz\n" + "," * 100_000 + "\n"), "above the limit of"),
+    (lambda p: (p / "s.csv").write_bytes(bytes(range(256)) * 4), "not a UTF-8 text CSV"),
+    (lambda p: (p / "s.csv").write_bytes(b""), "empty or has no header"),
+    (lambda p: np.savez(p / "s.npz", times=np.array([0.0, 1.7e308]), values=np.zeros((2, 6))), "above the bound"),
 ])
 def test_run_refuses_a_bad_series_file_with_a_typed_error(contract_bundle, tmp_path, make, message):
     make(tmp_path)
     path = next(tmp_path.iterdir())
     proc = _edgeode("run", str(contract_bundle[1]), str(path))
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_run_reads_a_csv_with_a_byte_order_mark(contract_bundle, tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: the time column is still found."""
+    rows = "".join(f"{0.1 * i},1,2,3,4,5,6\n" for i in range(5))
+    (tmp_path / "s.csv").write_bytes("\ufeff".encode() + ("t,ax,ay,az,wx,wy,wz\n" + rows).encode())
+    proc = _edgeode("run", str(contract_bundle[1]), str(tmp_path / "s.csv"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["observations"] == 5
+
+
+def test_run_hints_at_milliseconds_and_epoch_timestamps(contract_bundle, tmp_path):
+    from edgeode.runtime.series_file import time_hints
+
+    assert time_hints(np.arange(10) * 0.1, 0.1) == []
+    assert "milliseconds" in time_hints(np.arange(10) * 100.0, 0.1)[0]
+    assert "subtract the first time" in time_hints(1.7e9 + np.arange(10) * 0.1, 0.1)[0]
+    np.savez(tmp_path / "ms.npz", times=np.arange(5) * 100.0, values=np.zeros((5, 6)))
+    proc = _edgeode("run", str(contract_bundle[1]), str(tmp_path / "ms.npz"))
+    assert proc.returncode == 0 and "hint: the median gap is 100 s" in proc.stderr, proc.stderr
 
 
 def test_profile_times_one_observation_of_a_series_bundle(contract_bundle, tmp_path):
@@ -366,7 +392,7 @@ def test_profile_times_one_observation_of_a_series_bundle(contract_bundle, tmp_p
     proc = _edgeode("profile", str(contract_bundle[1]), "--device", "pi-4b", "--runs", "10", "-q")
     assert proc.returncode == 0 and "per observation" in proc.stdout and "per inference" not in proc.stdout, proc.stderr
     for extra, message in ((("--batch", "2"), "batch does not apply"), (("--gap", "0"), "positive number of seconds"),
-                           (("--gap", "1e12"), "above the bound")):
+                           (("--gap", "1e12"), "above the bound"), (("--gap", "1e308"), "above the bound")):
         proc = _edgeode("profile", str(contract_bundle[1]), "--device", "pi-4b", *extra)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
@@ -376,5 +402,5 @@ def test_tune_refuses_a_series_run_and_bundle_before_any_work(contract_bundle):
     config.json, naming its series keys as unknown) and does not export first."""
     for src in contract_bundle:
         proc = _edgeode("tune", str(src), "--device", "pi-4b", "-q")
-        assert proc.returncode == 2 and "a series bundle (ODE-RNN)" in proc.stderr and "max-step" in proc.stderr, proc.stderr
+        assert proc.returncode == 2 and "a series model (an ODE-RNN run or bundle)" in proc.stderr and "max-step" in proc.stderr, proc.stderr
         assert "export:" not in proc.stderr

@@ -220,13 +220,14 @@ def _run_series(args: argparse.Namespace, model, timeout: float | None, begun: f
     import numpy as np
 
     from edgeode.runtime.loop import interval_steps
-    from edgeode.runtime.series_file import read_series_file
+    from edgeode.runtime.series_file import read_series_file, time_hints
 
     try:
         rec = read_series_file(Path(args.input), model.spec)
-        if len(rec.ignored) and not args.quiet:
-            print(f"edgeode run: hint: left out CSV column(s) {list(rec.ignored)}: the model reads "
-                  f"{', '.join(model.channels)}", file=sys.stderr)
+        hints = [f"left out CSV column(s) {list(rec.ignored)}: the model reads {', '.join(model.channels)}"] \
+            if rec.ignored else []
+        for hint in hints + time_hints(rec.times, model.spec.max_step):
+            print(f"edgeode run: hint: {hint}", file=sys.stderr)
         done = _timed(model, model.predict_series, (rec.times, rec.values), timeout, begun)
         if done is None:
             return 124

@@ -130,7 +130,9 @@ def estimate_mcu(bundle: Path, manifest: Any, profile: Any, nets: list[tuple[str
     calls, by_role = {}, {}
     for role, art in nets:
         one = count_tflite(bundle / art.path)
-        n = evals if role == "field" else 1
+        # per inference; a series bundle's unit is one observation: the field across a one-step gap and the
+        # cell, not the head (once per classify), as the host profile times it
+        n = evals if role == "field" else 0 if (role == "head" and manifest.kind == "series") else 1
         calls[role] = n
         by_role[role] = one.macs * n
         total.macs += one.macs * n

@@ -132,9 +132,12 @@ def profile_mcu(bundle: str | Path, profile: DeviceProfile, mode: str | None = N
         + "per-op interpreter overhead",
     ]
     if manifest.kind == "series":
+        from edgeode.devices.mcu_estimate import count_tflite
+
+        head = count_tflite(bundle / dict(nets)["head"].path).macs
         notes.append(f"series bundle: one observation is the field x {est.calls.get('field')} (a gap of one max_step, "
-                     f"{manifest.series.max_step:g} s; a gap of k max_steps takes k x the field's share) and the cell, "
-                     "plus the head, which runs once per classify")
+                     f"{manifest.series.max_step:g} s; a gap of k max_steps takes k x the field's share) and the cell; "
+                     f"the head ({head:,} MACs) runs once per classify and is not counted")
     return {
         "device": profile.name,
         "device_display_name": profile.display_name,

@@ -10,6 +10,7 @@ model: same bits expected in float32.
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,6 +107,7 @@ class HostSeries:
                        ctypes.POINTER(ctypes.c_int)]
         fn.restype = ctypes.c_int
         self._observe = fn
+        self._lock = threading.Lock()  # the C step's buffers are static: one call at a time
 
     def run(self, field: FieldCallable, cell: CellCallable, times: np.ndarray, values: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -148,8 +150,9 @@ class HostSeries:
         steps = np.zeros(len(times), np.int64)
         taken = ctypes.c_int(0)
         for i, t in enumerate(np.asarray(times, np.float64).tolist()):
-            rc = self._observe(ctypes.byref(stream), t, values[i].ctypes.data_as(_FP), f_cb, c_cb, None,
-                               ctypes.byref(taken))
+            with self._lock:
+                rc = self._observe(ctypes.byref(stream), t, values[i].ctypes.data_as(_FP), f_cb, c_cb, None,
+                                   ctypes.byref(taken))
             if failure:
                 raise failure[0]
             if rc in (10, 11):

@@ -75,38 +75,56 @@ def _header(fh: IO[bytes], where: str, fix: str) -> tuple[tuple[int, ...], bool,
     return shape, fortran, dtype, count * dtype.itemsize
 
 
-def read_npz(path: str | Path, fix: str, max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
-    """Every array of an .npz archive (``numpy.savez``) by name, or a :class:`~edgeode.errors.DataError`.
+def read_npz(path: str | Path, fix: str, names: tuple[str, ...] | None = None,
+             max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of an .npz archive (``numpy.savez``; all its ``.npy`` members for ``None``) by name,
+    or a :class:`~edgeode.errors.DataError` that says what is wrong with the file.
 
-    Each member's header is read before its data, and an array above ``max_bytes``, or larger than the
-    archive says the member inflates to, is refused before anything is inflated. ``fix`` ends every
-    message: how to write the file the caller expects (``np.savez(path, times=..., values=...)``).
+    Each member's header is read before its data, and the arrays together may hold at most ``max_bytes``:
+    an array above that, or larger than the archive says the member inflates to, is refused before it is
+    inflated. Other members (not asked for, not ``.npy``) are never read. ``fix`` ends every message: how to
+    write the file the caller expects (``np.savez(path, times=..., values=...)``). Missing ``names`` are
+    simply absent from the result: the caller names what it needs.
     """
     path = Path(path)
     try:
         archive = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise DataError(f"{str(path)!r} not found; {fix}") from None
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise DataError(f"{path} is not a readable .npz archive ({exc}); {fix}") from None
+    except Exception as exc:  # BadZipFile, OSError, ValueError, a zip64 record that lies, ...
+        raise DataError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
     arrays: dict[str, np.ndarray] = {}
+    budget = max_bytes
     with archive:
         for info in archive.infolist():
-            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[:-4]
+            if names is not None and name not in names:
+                continue
             where = f"{path}: array {name!r}"
             try:
                 with archive.open(info) as fh:
                     shape, fortran, dtype, nbytes = _header(fh, where, fix)
-                    if nbytes > max_bytes:
-                        raise DataError(f"{where} has shape {list(shape)} of {dtype} ({nbytes:,} bytes), above the "
-                                        f"limit of {max_bytes:,} bytes (edgeode.runtime.npy.MAX_NPZ_BYTES); split the data")
+                    if nbytes > budget:
+                        raise DataError(f"{where} has shape {list(shape)} of {dtype} ({nbytes:,} bytes): with the "
+                                        f"arrays before it, above the limit of {max_bytes:,} bytes "
+                                        "(edgeode.runtime.npy.MAX_NPZ_BYTES); split the data")
                     if nbytes > info.file_size - fh.tell():
                         raise DataError(f"{where}: its header says {nbytes:,} bytes of data, but the archive holds "
                                         f"{max(info.file_size - fh.tell(), 0):,}: it is truncated or corrupt; {fix}")
-                    flat = np.frombuffer(fh.read(nbytes), dtype=dtype).copy() if nbytes else np.empty(0, dtype)
+                    flat = np.empty(nbytes // max(dtype.itemsize, 1), dtype)
+                    view = memoryview(flat.view(np.uint8)) if nbytes else memoryview(b"")
+                    got = 0
+                    while got < nbytes:  # into the array itself: no second copy of the data
+                        n = fh.readinto(view[got:])
+                        if not n:
+                            raise DataError(f"{where} ends after {got:,} of {nbytes:,} bytes: it is truncated; {fix}")
+                        got += n
+                    budget -= nbytes
                     arrays[name] = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
             except DataError:
                 raise
-            except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError) as exc:
+            except Exception as exc:  # zlib.error, lzma.LZMAError, BadZipFile (CRC), OSError, EOFError, ...
                 raise DataError(f"{where} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
     return arrays

@@ -38,7 +38,7 @@ from edgeode.runtime.limits import MAX_STEPS
 from edgeode.runtime.loop import FieldLoop, interval_steps
 from edgeode.runtime.manifest import Artifact, SeriesSpec
 
-__all__ = ["SeriesModel", "SeriesState", "SERIES_ROLES"]
+__all__ = ["SeriesModel", "SeriesState", "SERIES_ROLES", "gap_steps"]
 
 SERIES_ROLES = ("field", "cell", "head")
 
@@ -60,6 +60,18 @@ def _pick(bundle: Bundle, role: str, fmt: str, precision: str) -> Artifact:
         raise ConfigError(f"the series bundle has no {fmt} {precision} {role!r} file (it has {have}); pick another "
                           "backend or precision, or re-export the bundle")
     return arts[0]
+
+
+def gap_steps(gap: float, max_step: float, what: str, fix: str) -> int:
+    """``interval_steps(gap, max_step)``, the solver steps across a gap, or a :class:`ConfigError` naming ``what``
+    and ``fix`` when they are above :data:`~edgeode.runtime.limits.MAX_STEPS` (also for a gap so long that the
+    count overflows: 1e308 s)."""
+    ratio = gap / max_step - 1e-9  # interval_steps is ceil(this): above the bound exactly when this is
+    if not ratio <= MAX_STEPS:  # also inf and NaN, before math.ceil could overflow
+        steps = f"{math.ceil(ratio):,}" if math.isfinite(ratio) else "more than 10^308"
+        raise ConfigError(f"{what} needs {steps} solver steps of at most {max_step:g} s, above the bound of "
+                          f"{MAX_STEPS:,} (edgeode.runtime.limits.MAX_STEPS); {fix}")
+    return interval_steps(gap, max_step)
 
 
 class SeriesModel:
@@ -129,14 +141,8 @@ class SeriesModel:
         return ((x.astype(np.float64) - self._mean) / self._std).astype(np.float32)
 
     def _gap_steps(self, t0: float, t: float) -> int:
-        steps = interval_steps(t - t0, self.spec.max_step)
-        if steps > MAX_STEPS:
-            raise ConfigError(
-                f"the gap from t = {t0:.6g} s to {t:.6g} s needs {steps:,} solver steps of at most {self.spec.max_step:g} s, "
-                f"above the bound of {MAX_STEPS:,} (edgeode.runtime.limits.MAX_STEPS); start a new stream "
-                "(init_state()) after a gap this long"
-            )
-        return steps
+        return gap_steps(t - t0, self.spec.max_step, f"the gap from t = {t0:.6g} s to {t:.6g} s",
+                         "start a new stream (init_state()) after a gap this long")
 
     @staticmethod
     def _time(t: Any, last: float | None, where: str) -> float:

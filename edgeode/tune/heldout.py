@@ -88,9 +88,9 @@ def from_npz(path: str | Path) -> HeldOut:
     if not path.is_file():
         raise DataError(f"--data {path}: no such file; pass an .npz with arrays x (and y for a classifier), or a data "
                         "set name (digits, mnist, spiral) with --seed")
-    arrays = read_npz(path, "save it with np.savez(path, x=inputs, y=labels)")
+    arrays = read_npz(path, "save it with np.savez(path, x=inputs, y=labels)", names=("x", "y"))
     if "x" not in arrays:
-        raise DataError(f"{path} has arrays {sorted(arrays)} but no 'x'; save it with np.savez(path, x=inputs, y=labels)")
+        raise DataError(f"{path} has no array 'x'; save it with np.savez(path, x=inputs, y=labels)")
     x, y = arrays["x"], arrays.get("y")
     if x.dtype.kind != "f":
         raise DataError(f"{path}: x holds {x.dtype} values; the model takes preprocessed float32 input")

@@ -43,8 +43,8 @@ __all__ = ["Config", "Measured", "Sweep", "deploy_mode", "measure_accuracy", "sw
            "DEFAULT_MAX_STEPS", "SWEPT_PRECISIONS", "ACCURACY_BATCH"]
 
 #: Why a series (ODE-RNN) bundle or run is not tuned: it has no fixed [t0, t1] solve to sweep.
-SERIES_REFUSAL = ("tune sweeps the steps of a fixed [t0, t1] solve (an ODE-Net or a dynamics model); a series bundle "
-                  "(ODE-RNN) solves each gap between observations in steps of at most its max_step, set at training: "
+SERIES_REFUSAL = ("tune sweeps the steps of a fixed [t0, t1] solve (an ODE-Net or a dynamics model); a series model "
+                  "(an ODE-RNN run or bundle) solves each gap between observations in steps of at most its max_step, set at training: "
                   "train with another `edgeode train --model odernn --max-step SECONDS`, and time an observation with "
                   "`edgeode profile BUNDLE --device NAME`")
 

@@ -2,6 +2,8 @@
 #ifndef EDGEODE_FIRMWARE_H
 #define EDGEODE_FIRMWARE_H
 
+#include "edgeode_config.h" /* EDGEODE_SERIES */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -21,9 +23,11 @@ int edgeode_infer(const float *input, float *output);
  * values (the manifest's channels, in order, in its units) at t seconds, after the previous one's t (a missing
  * sample is simply not observed: the state is solved across the gap); class scores of the stream so far,
  * EDGEODE_OUTPUT_SIZE floats. Each returns 0, or nonzero after printing why (the stream is then unchanged). */
+#if EDGEODE_SERIES
 void edgeode_series_start(void);
 int edgeode_observe(double t, const float *raw);
 int edgeode_classify(float *scores);
+#endif
 
 /* Run the sample inputs packed with the firmware, print each result beside the host's, and return the
  * number that disagree (negative: an error). */

@@ -22,7 +22,7 @@ void setup()
     const int bad = edgeode_check_samples();
     Serial.print("edgeode: samples took ");
     Serial.print((micros() - t0) / 1000.0f);
-    Serial.println(bad == 0 ? " ms; all agree" : " ms; SOME DISAGREE");
+    Serial.println(bad == 0 ? " ms; all agree" : bad < 0 ? " ms; ERROR (see above)" : " ms; SOME DISAGREE");
 }
 
 void loop()

@@ -17,5 +17,5 @@ extern "C" void app_main(void)
     const int64_t t0 = esp_timer_get_time();
     const int bad = edgeode_check_samples();
     printf("edgeode: samples took %lld ms; %s\n", (long long)((esp_timer_get_time() - t0) / 1000),
-           bad == 0 ? "all agree" : "SOME DISAGREE");
+           bad == 0 ? "all agree" : bad < 0 ? "ERROR (see above)" : "SOME DISAGREE");
 }
