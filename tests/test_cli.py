@@ -149,6 +149,20 @@ def test_progress_in_a_log_is_one_clean_line_per_stage():
     assert quiet.getvalue() == ""
 
 
+def test_an_export_in_two_batches_counts_against_its_announced_total(tmp_path, capsys):
+    """An int8 export builds its float files, then their int8 twins: announced up front (``expect``), the count
+    reads N/total from the first file (it read 7/7, then 8/10)."""
+    from edgeode.export.bundle_writer import staged_bundle
+
+    with pytest.raises(RuntimeError), staged_bundle(tmp_path / "b", False, None, {}) as bundle:
+        bundle.expect(10)
+        bundle.build([])  # a batch never lowers the announced total
+        assert bundle.bar.total == 10
+        bundle.bar.set_description("onnx/field.onnx")
+        raise RuntimeError("stop here")
+    assert "export: [1/10] onnx/field.onnx" in capsys.readouterr().err
+
+
 def test_ctrl_c_while_the_commands_import_is_one_line_not_a_traceback():
     """A real SIGINT delivered while ``main`` builds its parser (importing the command modules, the first
     ~0.1 s of every command) ends with one line and exit 130, as a Ctrl-C later in the run does."""

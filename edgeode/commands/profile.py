@@ -85,6 +85,10 @@ def _basis(d: dict) -> str:
             f"{d['latency_basis']}")
 
 
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
 def render(d: dict) -> str:
     """The human-readable report of a profile dict."""
     est = "ESTIMATE" if d["estimate"] else "MEASURED"
@@ -122,7 +126,7 @@ def render(d: dict) -> str:
             " (all runs)",
             _basis(d),
             f"field evaluations  {d['field_evaluations']} per {unit}"
-            + (f" ({d['tableau']}, {d['steps']} steps{gap})" if d.get("steps") else ""),
+            + (f" ({d['tableau']}, {_steps(d['steps'])}{gap})" if d.get("steps") else ""),
             f"CPU time           {_fmt(d['cpu_ms_per_inference'], ' ms', 3)} per {unit} [{est}]; {d['spinning']}",
             f"MACs               {d.get('macs_per_inference'):,} per {unit}" if d.get("macs_per_inference") is not None
             else f"MACs               n/a ({(d.get('macs') or {}).get('note', 'skipped')})",
@@ -161,7 +165,7 @@ def render_mcu(d: dict) -> str:
                      f"{acc['samples']} {acc['split']} {acc.get('unit', 'samples')}, measured in {acc['interpreter']}")
     lines += [
         f"MACs               {e['macs']:,} per {d.get('unit', 'inference')} (+ {e['elements']:,} other-op elements)"
-        + (f"; field x {d['field_evaluations']} ({d['tableau']}, {d['steps']} steps)" if d.get("field_evaluations") else ""),
+        + (f"; field x {d['field_evaluations']} ({d['tableau']}, {_steps(d['steps'])})" if d.get("field_evaluations") else ""),
         f"latency            {_range(d['latency_ms'], 'ms')} [ESTIMATE]",
         f"energy             {_range(d['energy_mj'], 'mJ')} at {e['power_w']:g} W [ESTIMATE]",
         f"  cycles/MAC       {_range(e['cycles_per_mac'], '', 3)}: {e['sources'].get('mcu.cycles_per_mac', '')}",

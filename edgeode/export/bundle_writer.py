@@ -187,9 +187,14 @@ class BundleBuild:
     artifacts: list[Artifact] = field(default_factory=list)
     manifest: Manifest | None = None
 
+    def expect(self, files: int) -> None:
+        """Announce that the export writes ``files`` files in all, so the progress count says N/files from the
+        first one (later :meth:`build` calls would otherwise raise the total as they come: 7/7, then 8/10)."""
+        self.bar.total = max(self.bar.total, files)
+
     def build(self, jobs: list[Job]) -> None:
         """Build, record and gate each of ``jobs`` (each at its precision's tolerance) into the bundle."""
-        self.bar.total += len(jobs)
+        self.bar.total = max(self.bar.total, len(self.artifacts) + len(jobs))
         for job in jobs:
             self.bar.set_postfix_str(job.path)
             self.artifacts.append(_build_artifact(job, self.tmp, tolerance_for(job.precision, self.tolerance),
@@ -288,10 +293,13 @@ def export_model(source: ExportSource, out_dir: str | Path, formats: tuple[str, 
     timings: dict[str, float] = {}
     skeleton = _manifest(source, prepared, timings)  # what every file records about itself
     with staged_bundle(out_dir, overwrite, skeleton, timings, tolerance, progress) as bundle:
+        from edgeode.export.int8 import int8_sources
+        from edgeode.export.quantize import quantized_jobs
+
+        bundle.expect(len(jobs) + len(quantized_jobs(jobs, quantize, bundle.tmp))
+                      + (len(int8_sources(jobs)) if "int8" in quantize else 0))
         bundle.build(jobs)
         if quantize:
-            from edgeode.export.quantize import quantized_jobs
-
             bundle.build(quantized_jobs(jobs, quantize, bundle.tmp))
         calibration = None
         if "int8" in quantize:

@@ -164,12 +164,15 @@ def _cases(p: Prepared, role: str, x_ref: torch.Tensor) -> list[ParityCase]:
         return [ParityCase({"h": _np(hT)}, _np(p.head(hT)), ("h",))]
 
 
+def int8_sources(jobs: list[Job], roles: tuple[str, ...] = _ROLES) -> list[Job]:
+    """The float32 TFLite jobs of ``jobs`` that get a full-int8 twin (one each), in order."""
+    return [j for j in jobs if j.format == "tflite" and j.precision == "float32" and j.role in roles]
+
+
 def int8_jobs(jobs: list[Job], p: Prepared, calibration: Calibration, x_ref: torch.Tensor, bundle: Path) -> list[Job]:
     """One full-int8 job per float32 TFLite job of ``jobs`` (built from the file already in ``bundle``)."""
     out = []
-    for job in jobs:
-        if job.format != "tflite" or job.precision != "float32" or job.role not in _ROLES:
-            continue
+    for job in int8_sources(jobs):
         source = bundle / job.path
         feeds = calibration.feeds.get(job.role, [])
 

@@ -199,6 +199,10 @@ def export_series_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[s
     skeleton = _manifest(run, timings)
     jobs = _jobs(run.model, h, x, formats)
     with staged_bundle(out_dir, overwrite, skeleton, timings, tolerance, progress) as bundle:
+        if quantize:
+            from edgeode.export.int8 import int8_sources
+
+            bundle.expect(len(jobs) + len(int8_sources(jobs, ("field", "cell", "head"))))
         bundle.build(jobs)
         if quantize:
             from edgeode.export.series_int8 import series_calibration, series_int8_jobs, series_mcu_info

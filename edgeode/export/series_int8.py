@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeode.export.int8 import AGREEMENT_MIN, FIELD_SAMPLES, MERGE, quantize_int8
+from edgeode.export.int8 import AGREEMENT_MIN, FIELD_SAMPLES, MERGE, int8_sources, quantize_int8
 from edgeode.export.parity import ParityCase
 from edgeode.export.plan import Job
 from edgeode.runtime.manifest import Manifest, McuInfo
@@ -88,9 +88,7 @@ def series_int8_jobs(jobs: list[Job], model: ODERNN, cal: SeriesCalibration, h: 
     """One full-int8 job per float32 TFLite field / cell / head job of ``jobs`` (from the file in ``bundle``);
     ``h``, ``x``: held-out states and samples for the gate."""
     out = []
-    for job in jobs:
-        if job.format != "tflite" or job.precision != "float32" or job.role not in cal.feeds:
-            continue
+    for job in int8_sources(jobs, tuple(cal.feeds)):
 
         def build(path: Path, _source: Path = bundle / job.path, _feeds=cal.feeds[job.role]) -> None:
             quantize_int8(_source, path, _feeds)
