@@ -234,7 +234,7 @@ def _run_series(args: argparse.Namespace, model, timeout: float | None, begun: f
         out, latency_ms, desc = done
     finally:
         model.close()
-    mode = "fused" if "observe" in desc["artifacts"] else "loop"  # the observe file, or field and cell
+    mode = desc["mode"]
     gaps = np.diff(rec.times)
     steps = int(sum(interval_steps(float(g), model.spec.max_step) for g in gaps))
     labels = model.labels

@@ -547,7 +547,7 @@ def _assemble(bundle: Path, manifest: Any, profile: DeviceProfile, scaling: Scal
     used = res["describe"].get("artifacts", {})
     used_mb = sum((bundle / p).stat().st_size for p in used.values() if (bundle / p).is_file()) / 2**20
     if manifest.kind == "series":  # what ran: the observe file (solve and cell in one graph), or field and cell
-        d["mode"] = "fused" if "observe" in used else "loop"
+        d["mode"] = res["describe"]["mode"]
     d.update({
         "artifacts_used": used,
         "artifacts_size_mb": used_mb,

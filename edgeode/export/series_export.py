@@ -201,8 +201,9 @@ def export_series_run(run_dir: str | Path, out_dir: str | Path, formats: tuple[s
     with staged_bundle(out_dir, overwrite, skeleton, timings, tolerance, progress) as bundle:
         if quantize:
             from edgeode.export.int8 import int8_sources
+            from edgeode.runtime.series import SERIES_ROLES
 
-            bundle.expect(len(jobs) + len(int8_sources(jobs, ("field", "cell", "head"))))
+            bundle.expect(len(jobs) + len(int8_sources(jobs, SERIES_ROLES)))
         bundle.build(jobs)
         if quantize:
             from edgeode.export.series_int8 import series_calibration, series_int8_jobs, series_mcu_info

@@ -19,8 +19,8 @@ from edgeode.errors import DataError
 
 __all__ = ["MAX_NPZ_BYTES", "read_npy", "read_npz"]
 
-#: Most bytes one array of an .npz archive may hold once inflated (1 GiB): far above any held-out set or
-#: sensor recording edgeode reads, far below what would exhaust a device's memory.
+#: Most bytes the arrays read from one .npz archive may hold together once inflated (1 GiB): far above any
+#: held-out set or sensor recording edgeode reads, far below what would exhaust a device's memory.
 MAX_NPZ_BYTES = 2**30
 
 

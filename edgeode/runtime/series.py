@@ -118,6 +118,7 @@ class SeriesModel:
         return {"kind": "series", "arch": self.manifest.model.get("arch"), "bundle": str(self.bundle.root),
                 "backend": self.backend, "format": BACKEND_FORMAT[self.backend], "precision": self.precision,
                 "tableau": self.tableau.name, "stages": self.tableau.stages, "max_step": self.spec.max_step,
+                "mode": "fused" if self._observe else "loop",  # the observe file, or the field and cell files
                 "calls_per_observation": "1 (observe)" if self._observe else "stages x steps + 1 (field, cell)",
                 "hidden": self.spec.hidden, "channels": list(self.spec.channels), "contract": self.contract,
                 "artifacts": {role: s.artifact.path for role, s in self.sessions.items()},

@@ -27,9 +27,8 @@ from edgeode.fsutil import is_file
 from edgeode.runtime.manifest import SeriesSpec
 from edgeode.runtime.npy import read_npz
 
-__all__ = ["SERIES_SUFFIXES", "TIME_COLUMNS", "Recording", "read_series_file", "time_hints"]
+__all__ = ["TIME_COLUMNS", "Recording", "read_series_file", "time_hints"]
 
-SERIES_SUFFIXES = (".npz", ".csv")
 TIME_COLUMNS = ("t", "time", "timestamp")
 #: Largest CSV read (bytes): three hours of a 6-axis IMU at 50 Hz is about 50 MB of text; larger recordings
 #: belong in .npz, which is read without parsing text.
@@ -60,10 +59,9 @@ def read_series_file(path: str | Path, spec: SeriesSpec) -> Recording:
     if not is_file(path):
         raise DataError(f"input file {str(path)!r} not found (or not a regular file); {_how(spec)}")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        return _from_npz(path, spec)
-    if suffix == ".csv":
-        return _from_csv(path, spec)
+    reader = {".npz": _from_npz, ".csv": _from_csv}.get(suffix)
+    if reader is not None:
+        return reader(path, spec)
     raise DataError(f"{path}: a series bundle reads a recorded series from .npz or .csv, not {suffix or 'a file without a suffix'}; "
                     f"{_how(spec)}")
 
