@@ -13,6 +13,7 @@ import ctypes
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,23 @@ _FIELD = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_float, _FP, _FP, ctypes.c_void_
 _CELL = ctypes.CFUNCTYPE(ctypes.c_int, _FP, _FP, _FP, ctypes.c_void_p)
 _ERRORS = {1: "bad arguments", 2: "the field failed", 3: "the state became NaN/Inf", 10: "time not increasing",
            11: "NaN/Inf sample", 12: "gap too long", 13: "the cell failed"}
+
+
+def _field_callback(field: FieldCallable, shape: tuple[int, ...], failure: list[BaseException]) -> Any:
+    """``field`` as the C ``field(t, h, out, ctx)`` callback on a state of ``shape``; an exception in it returns 1
+    (the C side stops) and is kept in ``failure`` for the caller to raise once the C call returns."""
+    n = int(np.prod(shape))
+
+    def callback(t, h_ptr, out_ptr, _ctx):
+        try:
+            h = np.ctypeslib.as_array(h_ptr, (n,)).reshape(shape).copy()
+            np.ctypeslib.as_array(out_ptr, (n,))[:] = np.asarray(field(float(t), h), dtype=np.float32).reshape(n)
+            return 0
+        except BaseException as exc:  # noqa: BLE001 - re-raised after the C call returns
+            failure.append(exc)
+            return 1
+
+    return _FIELD(callback)
 
 
 class HostSolver:
@@ -57,18 +75,7 @@ class HostSolver:
         if int(np.prod(shape)) != n:
             raise ValueError(f"h0 has {int(np.prod(shape))} values; this solver was generated for {n}")
         failure: list[BaseException] = []
-
-        def callback(t, h_ptr, out_ptr, _ctx):
-            try:
-                h = np.ctypeslib.as_array(h_ptr, (n,)).reshape(shape).copy()
-                dh = np.asarray(field(float(t), h), dtype=np.float32).reshape(n)
-                np.ctypeslib.as_array(out_ptr, (n,))[:] = dh
-                return 0
-            except BaseException as exc:  # noqa: BLE001 - re-raised after the C call returns
-                failure.append(exc)
-                return 1
-
-        cb = _FIELD(callback)
+        cb = _field_callback(field, shape, failure)
         h0c = np.ascontiguousarray(h0, dtype=np.float32).reshape(n)
         out = np.empty(n, np.float32)
         traj = np.empty((max(steps, 0), n), np.float32)
@@ -124,15 +131,6 @@ class HostSeries:
             raise ValueError(f"values must be [{len(times)}, {channels}], got {list(values.shape)}")
         failure: list[BaseException] = []
 
-        def on_field(t, h_ptr, out_ptr, _ctx):
-            try:
-                h = np.ctypeslib.as_array(h_ptr, (hidden,)).reshape(1, hidden).copy()
-                np.ctypeslib.as_array(out_ptr, (hidden,))[:] = np.asarray(field(float(t), h), np.float32).reshape(hidden)
-                return 0
-            except BaseException as exc:  # noqa: BLE001 - re-raised after the C call returns
-                failure.append(exc)
-                return 1
-
         def on_cell(x_ptr, h_ptr, out_ptr, _ctx):
             try:
                 x = np.ctypeslib.as_array(x_ptr, (channels,)).reshape(1, channels).copy()
@@ -143,7 +141,7 @@ class HostSeries:
                 failure.append(exc)
                 return 1
 
-        f_cb, c_cb = _FIELD(on_field), _CELL(on_cell)
+        f_cb, c_cb = _field_callback(field, (1, hidden), failure), _CELL(on_cell)
         stream = self._stream_type()
         self._reset(ctypes.byref(stream))
         states = np.empty((len(times), hidden), np.float32)
